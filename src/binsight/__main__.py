@@ -1,0 +1,5 @@
+import sys
+
+from binsight.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,181 @@
+"""Dataclass schemas, one per stage. Defaults here are the library defaults; YAML files under
+``configs/`` document every key and set the recipes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ModelName = Literal[
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "efficientnet_b0",
+    "mobilenet_v3_large",
+    "convnext_tiny",
+    "efficientnet_lite0",
+    "tiny_cnn",
+]
+
+
+@dataclass
+class SynthConfig:
+    """`binsight data synth`: the SynthBins generator."""
+
+    n: int = 1000
+    seed: int = 0
+    counts: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    mix: Literal["udacity", "uniform"] = "udacity"
+    width_min: int = 300
+    width_max: int = 550
+    jpeg_quality_min: int = 70
+    jpeg_quality_max: int = 95
+    workers: int = 0
+
+    def validate(self) -> None:
+        if self.n < 0:
+            raise ValueError("n must be >= 0")
+        if not self.counts or min(self.counts) < 0:
+            raise ValueError("counts must be a non-empty list of counts >= 0")
+        if not 32 <= self.width_min <= self.width_max:
+            raise ValueError("need 32 <= width_min <= width_max")
+        if not 1 <= self.jpeg_quality_min <= self.jpeg_quality_max <= 100:
+            raise ValueError("need 1 <= jpeg_quality_min <= jpeg_quality_max <= 100")
+        if self.workers < 0:
+            raise ValueError("workers must be >= 0 (0 = one per core)")
+
+
+@dataclass
+class SplitConfig:
+    """`binsight data split`: stratified, leak-free train/val/test manifests."""
+
+    seed: int = 42
+    val: float = 0.1
+    test: float = 0.1
+    classes: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+
+    def validate(self) -> None:
+        if not (0 <= self.val < 1 and 0 <= self.test < 1 and self.val + self.test < 1):
+            raise ValueError("val and test must be fractions in [0, 1) that sum to less than 1")
+        if not self.classes:
+            raise ValueError("classes must not be empty")
+
+
+@dataclass
+class TrainConfig:
+    """`binsight train`: one training run."""
+
+    name: str = "exp"
+    model: ModelName = "resnet18"
+    weights: str = "none"
+    head: Literal["softmax", "ordinal"] = "softmax"
+    loss: Literal["ce", "weighted_ce", "focal", "ordinal"] = "ce"
+    label_smoothing: float = 0.0
+    focal_gamma: float = 2.0
+    img_size: int = 224
+    resize: Literal["letterbox", "stretch", "center_crop"] = "letterbox"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    momentum: float = 0.9
+    scheduler: Literal["cosine", "step", "none"] = "cosine"
+    warmup_epochs: float = 0.0
+    step_size: int = 10
+    step_gamma: float = 0.1
+    patience: int = 5
+    freeze_backbone: bool = False
+    augment: Literal["none", "light", "strong"] = "light"
+    balance: bool = False
+    grad_clip: float = 0.0
+    seed: int = 0
+    deterministic: bool = False
+    channels_last: bool = True
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    tta: bool = False
+    num_workers: int = 0
+    max_runtime: float = 0.0
+    max_train_batches: int = 0
+    cache_dir: str = ""
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError("epochs must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if self.img_size < 16:
+            raise ValueError("img_size must be >= 16")
+        if self.lr <= 0:
+            raise ValueError("lr must be > 0")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError("label_smoothing must be in [0, 1)")
+        if self.patience < 0:
+            raise ValueError("patience must be >= 0 (0 disables early stopping)")
+        if self.head == "ordinal" and self.loss != "ordinal":
+            raise ValueError("head 'ordinal' needs loss 'ordinal'")
+        if self.loss == "ordinal" and self.head != "ordinal":
+            raise ValueError("loss 'ordinal' needs head 'ordinal'")
+
+
+@dataclass
+class SearchSpace:
+    """A tuning search space; every entry is optional."""
+
+    lr: list[float] = field(default_factory=lambda: [1e-5, 3e-3])
+    weight_decay: list[float] = field(default_factory=lambda: [1e-7, 1e-2])
+    batch_size: list[int] = field(default_factory=lambda: [16, 32, 64])
+    freeze_backbone: list[bool] = field(default_factory=lambda: [True, False])
+    patience: list[int] = field(default_factory=lambda: [2, 5])
+    model: list[str] = field(default_factory=list)
+    loss: list[str] = field(default_factory=list)
+    augment: list[str] = field(default_factory=list)
+    img_size: list[int] = field(default_factory=list)
+
+
+@dataclass
+class TuneConfig:
+    """`binsight tune`: an Optuna study over a training config."""
+
+    name: str = "study"
+    trials: int = 8
+    timeout: float = 0.0
+    jobs: int = 1
+    storage: str = ""
+    sampler_seed: int = 0
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    keep: Literal["all", "best"] = "all"
+    heartbeat: int = 60
+    space: SearchSpace = field(default_factory=SearchSpace)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class ServeConfig:
+    """`binsight serve`: the HTTP endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    max_batch_size: int = 8
+    max_wait_ms: float = 5.0
+    queue_size: int = 64
+    max_body_bytes: int = 6 * 1024 * 1024
+    request_timeout: float = 60.0
+    threads: int = 0
+
+
+@dataclass
+class PipelineConfig:
+    """`binsight pipeline`: the whole life of a model, as named stages."""
+
+    name: str = "demo"
+    out: str = "runs"
+    stages: list[str] = field(default_factory=lambda: ["synth", "split", "stats"])
+    data: str = ""
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)

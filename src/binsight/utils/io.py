@@ -1,0 +1,63 @@
+"""Atomic file writes and run-directory numbering."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temp file in the same folder and a rename.
+
+    A reader never sees a half-written file, and an interrupted write leaves the old file in place.
+    """
+    return atomic_write_with(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def atomic_write_with(path: str | Path, writer: Callable[[Any], Any]) -> Path:
+    """Call ``writer(fileobj)`` on a temp file beside ``path``, fsync it, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def next_run_dir(root: str | Path, kind: str, name: str) -> Path:
+    """Create and return ``root/kind/name``, or ``name2``, ``name3`` … if taken. Never reuses a folder."""
+    base = Path(root) / kind
+    base.mkdir(parents=True, exist_ok=True)
+    pattern = re.compile(rf"^{re.escape(name)}(\d*)$")
+    taken = [int(m.group(1) or 1) for p in base.iterdir() if (m := pattern.match(p.name))]
+    n = max(taken, default=0) + 1
+    while True:
+        candidate = base / (name if n == 1 else f"{name}{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
