@@ -66,6 +66,7 @@ class TrainConfig:
     """`binsight train`: one training run."""
 
     name: str = "exp"
+    data: str = ""
     model: ModelName = "resnet18"
     weights: str = "none"
     head: Literal["softmax", "ordinal"] = "softmax"
