@@ -53,12 +53,18 @@ class SplitConfig:
     val: float = 0.1
     test: float = 0.1
     classes: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    check_images: bool = True  # decode every image so corrupt files are reported, not trained on
+    workers: int = 0  # threads for decoding and hashing; 0 = two per core (at most 16)
 
     def validate(self) -> None:
         if not (0 <= self.val < 1 and 0 <= self.test < 1 and self.val + self.test < 1):
             raise ValueError("val and test must be fractions in [0, 1) that sum to less than 1")
         if not self.classes:
             raise ValueError("classes must not be empty")
+        if min(self.classes) < 0 or len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must be distinct item counts >= 0")
+        if self.workers < 0:
+            raise ValueError("workers must be >= 0 (0 = two per core)")
 
 
 @dataclass

@@ -1,0 +1,230 @@
+"""Deterministic, stratified, leak-free train/val/test split of a dataset into manifests.
+
+Rules:
+
+- Images are grouped by the sha256 of their bytes; a group (all exact copies of one photo) is the unit
+  that is assigned, so every copy lands in the same split and nothing leaks between splits.
+- A group whose copies carry different labels is a *label conflict*: the copies with the majority label
+  are kept (a tie keeps the smallest label), the others are dropped and listed in the summary.
+- Groups whose label is not in ``classes`` are excluded and counted per label.
+- Per class, groups are sorted by sha256 and shuffled with a generator seeded by ``(seed, class)``, so
+  the split does not depend on file order or on which other classes are present. The first ``n_test``
+  groups go to test, the next ``n_val`` to val, the rest to train, where for ``n`` groups
+  ``n_val = floor(n * val + 0.5)`` (likewise ``n_test``), raised to 1 when ``n >= 3`` and the fraction is
+  above 0, then lowered (the larger first) until train keeps at least one group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from binsight.config.schemas import SplitConfig
+from binsight.data.abid import Record, Scan, default_workers, read_dataset
+from binsight.data.manifest import SPLITS, ManifestRow, write_manifest
+from binsight.errors import DataError
+
+
+def split_counts(n: int, val: float, test: float) -> tuple[int, int, int]:
+    """Return ``(n_train, n_val, n_test)`` for a class of ``n`` groups (the rounding rule of the module)."""
+
+    def share(fraction: float) -> int:
+        k = math.floor(n * fraction + 0.5)
+        return max(k, 1) if n >= 3 and fraction > 0 else k
+
+    n_val, n_test = share(val), share(test)
+    while n > 0 and n - n_val - n_test < 1:
+        if n_val >= n_test and n_val > 0:
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n - n_val - n_test, n_val, n_test
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _hash_missing(records: list[Record], workers: int, show_progress: bool) -> None:
+    todo = [r for r in records if not r.sha256]
+    if not todo:
+        return
+    from binsight.utils.progress import progress
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        digests = pool.map(lambda r: sha256_file(r.image_path), todo)
+        if show_progress:
+            digests = progress(digests, total=len(todo), desc="hash images", unit="img")
+        for record, digest in zip(todo, digests, strict=True):
+            record.sha256 = digest
+
+
+def _resolve_conflicts(groups: dict[str, list[Record]]) -> list[dict[str, Any]]:
+    """Keep the majority label of each group in place; return one entry per conflicting group."""
+    conflicts = []
+    for sha in sorted(groups):
+        members = groups[sha]
+        labels = Counter(r.expected_quantity for r in members)
+        if len(labels) < 2:
+            continue
+        kept = min(labels, key=lambda k: (-labels[k], k))
+        dropped = [r for r in members if r.expected_quantity != kept]
+        groups[sha] = [r for r in members if r.expected_quantity == kept]
+        conflicts.append(
+            {
+                "sha256": sha,
+                "labels": {str(k): v for k, v in sorted(labels.items())},
+                "kept_label": kept,
+                "kept": [str(r.image_path) for r in groups[sha]],
+                "dropped": [str(r.image_path) for r in dropped],
+            }
+        )
+    return conflicts
+
+
+def assign_groups(groups: dict[str, list[Record]], cfg: SplitConfig) -> dict[str, list[Record]]:
+    """Assign whole sha256 groups to train/val/test per class (see the module docstring for the rules)."""
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for sha, members in groups.items():
+        by_class[members[0].expected_quantity].append(sha)
+    out: dict[str, list[Record]] = {name: [] for name in SPLITS}
+    for label in sorted(by_class):
+        shas = sorted(by_class[label])
+        random.Random(f"binsight-split:{cfg.seed}:{label}").shuffle(shas)
+        _, n_val, n_test = split_counts(len(shas), cfg.val, cfg.test)
+        for i, sha in enumerate(shas):
+            name = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+            out[name].extend(groups[sha])
+    for rows in out.values():
+        rows.sort(key=lambda r: str(r.image_path))
+    return out
+
+
+def split_dataset(src: Path, out: Path, cfg: SplitConfig, show_progress: bool = True) -> dict[str, Any]:
+    """Split the dataset at ``src`` into ``out/{train,val,test}.csv`` and return the summary.
+
+    Also writes ``out/split_summary.json`` and the reader's problem report ``out/problems.csv``.
+
+    Args:
+        src: Dataset root (ABID layout) or labels CSV.
+        out: Output folder (created; existing manifests in it are replaced).
+        cfg: Seed, fractions, classes, image checking and threads.
+        show_progress: Show progress bars while images are checked and hashed.
+
+    Raises:
+        DataError: ``src`` cannot be read, or no image of the wanted classes is usable.
+    """
+    from binsight.utils.io import atomic_write_json
+
+    cfg.validate()
+    out = Path(out)
+    workers = cfg.workers or default_workers()
+    scan = read_dataset(Path(src), check_images=cfg.check_images, show_progress=show_progress, workers=workers)
+    out.mkdir(parents=True, exist_ok=True)
+    report = scan.write_report(out)
+    _hash_missing(scan.records, workers, show_progress)
+
+    groups: dict[str, list[Record]] = defaultdict(list)
+    for record in scan.records:
+        groups[record.sha256].append(record)
+    conflicts = _resolve_conflicts(groups)
+    classes = set(cfg.classes)
+    excluded = Counter()
+    for sha in sorted(groups):
+        label = groups[sha][0].expected_quantity
+        if label not in classes:
+            excluded[label] += len(groups.pop(sha))
+    if not groups:
+        raise DataError(
+            f"no usable image of classes {sorted(classes)} in {src}: {len(scan.records)} records "
+            f"({sum(excluded.values())} outside the classes), {len(scan.problems)} problems listed in {report}"
+        )
+    splits = assign_groups(groups, cfg)
+    for name, records in splits.items():
+        write_manifest(
+            out / f"{name}.csv", [ManifestRow(r.image_path, r.expected_quantity, r.sha256, r.source) for r in records]
+        )
+    summary = _summary(scan, cfg, splits, groups, excluded, conflicts, report)
+    atomic_write_json(out / "split_summary.json", summary)
+    return summary
+
+
+def _summary(
+    scan: Scan,
+    cfg: SplitConfig,
+    splits: dict[str, list[Record]],
+    groups: dict[str, list[Record]],
+    excluded: Counter,
+    conflicts: list[dict[str, Any]],
+    report: Path,
+) -> dict[str, Any]:
+    labels = sorted(set(cfg.classes))
+    counts = {}
+    for name in SPLITS:
+        per = Counter(r.expected_quantity for r in splits[name])
+        counts[name] = {str(k): per.get(k, 0) for k in labels} | {"total": len(splits[name])}
+    dup_groups = [g for g in groups.values() if len(g) > 1]
+    return {
+        "source": str(scan.src),
+        "source_kind": scan.kind,
+        "seed": cfg.seed,
+        "fractions": {"train": round(1 - cfg.val - cfg.test, 6), "val": cfg.val, "test": cfg.test},
+        "classes": labels,
+        "entries": scan.entries,
+        "records": len(scan.records),
+        "images": sum(len(v) for v in splits.values()),
+        "counts": counts,
+        "excluded": {"total": sum(excluded.values()), "by_label": {str(k): v for k, v in sorted(excluded.items())}},
+        "duplicates": {
+            "groups": len(dup_groups),
+            "images": sum(len(g) for g in dup_groups),
+            "extra_copies": sum(len(g) - 1 for g in dup_groups),
+        },
+        "conflicts": {
+            "count": len(conflicts),
+            "dropped_images": sum(len(c["dropped"]) for c in conflicts),
+            "groups": conflicts,
+        },
+        "problems": {
+            "total": len(scan.problems),
+            "skipped": len(scan.skipped),
+            "by_kind": scan.problem_counts(),
+            "report": report.name,
+        },
+        "manifests": {name: f"{name}.csv" for name in SPLITS},
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A readable table of a split summary: images per class and split, then what was left out."""
+    labels = [str(k) for k in summary["classes"]]
+    counts = summary["counts"]
+    lines = [f"{'class':>7} {'train':>7} {'val':>7} {'test':>7} {'total':>7}"]
+    for key in [*labels, "total"]:
+        row = [counts[name][key] for name in SPLITS]
+        lines.append(f"{key:>7} " + " ".join(f"{v:>7}" for v in row) + f" {sum(row):>7}")
+    excluded = summary["excluded"]
+    by_label = ", ".join(f"{k}: {v}" for k, v in excluded["by_label"].items())
+    problems = summary["problems"]
+    kinds = ", ".join(f"{k} {v}" for k, v in problems["by_kind"].items() if v)
+    dups, conflicts = summary["duplicates"], summary["conflicts"]
+    lines += [
+        f"source: {summary['source']} ({summary['source_kind']}, {summary['entries']} entries, seed {summary['seed']})",
+        f"excluded (label outside classes): {excluded['total']}" + (f" ({by_label})" if by_label else ""),
+        f"duplicates kept together: {dups['groups']} groups, {dups['extra_copies']} extra copies",
+        f"label conflicts: {conflicts['count']} ({conflicts['dropped_images']} images dropped)",
+        f"problems: {problems['total']} ({problems['skipped']} skipped)"
+        + (f": {kinds}" if kinds else "")
+        + f", listed in {problems['report']}",
+    ]
+    return "\n".join(lines)
