@@ -1,0 +1,187 @@
+"""The pipeline runner: named stages run in order inside one run directory, each timed (wall and CPU
+seconds), each adding a section to ``report.html``. Progress is kept in ``pipeline.json`` so a run can be
+resumed (``--resume``), re-run from a stage (``--from``) or for one stage (``--only``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from binsight.config import PipelineConfig, dump_yaml
+from binsight.errors import BinsightError
+from binsight.utils.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "pipeline.json"
+
+
+@dataclass
+class Section:
+    """What a stage adds to the report: prose/HTML, figures (PNG paths), tables and headline numbers."""
+
+    title: str
+    summary: str = ""
+    figures: list[tuple[str, str]] = field(default_factory=list)  # (caption, path relative to the run dir)
+    tables: list[dict[str, Any]] = field(default_factory=list)  # {"caption", "columns", "rows"}
+    html: str = ""  # extra trusted HTML made by binsight itself (never user input)
+
+
+@dataclass
+class StageContext:
+    """Everything a stage needs: the config, the run directory and what earlier stages produced."""
+
+    cfg: PipelineConfig
+    run_dir: Path
+    outputs: dict[str, dict[str, Any]]
+
+    def path(self, *parts: str) -> Path:
+        return self.run_dir.joinpath(*parts)
+
+    def rel(self, path: str | Path) -> str:
+        path = Path(path)
+        try:
+            return str(path.resolve().relative_to(self.run_dir.resolve()))
+        except ValueError:
+            return str(path)
+
+    def require(self, stage: str, key: str) -> Any:
+        """A value an earlier stage produced; a clear error when that stage has not run."""
+        value = self.outputs.get(stage, {}).get(key)
+        if value is None:
+            raise BinsightError(f"stage {stage!r} has not produced {key!r} yet: run it first (e.g. --from {stage})")
+        return value
+
+
+StageFn = Callable[[StageContext], tuple[dict[str, Any], Section]]
+
+
+@dataclass
+class Stage:
+    name: str
+    fn: StageFn
+    help: str
+
+
+STAGES: dict[str, Stage] = {}
+
+
+def register_stage(name: str, help: str) -> Callable[[StageFn], StageFn]:
+    """Register a pipeline stage; the function returns (outputs for later stages, report section)."""
+
+    def wrap(fn: StageFn) -> StageFn:
+        STAGES[name] = Stage(name, fn, help)
+        return fn
+
+    return wrap
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def load_state(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / STATE_FILE
+    if not path.is_file():
+        return {"stages": {}}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BinsightError(f"{path} is corrupt ({exc}); delete it to start the pipeline over") from None
+
+
+def plan_stages(cfg: PipelineConfig, state: dict[str, Any], start: str | None, only: str | None, skip: list[str]):
+    """Return the list of (stage name, action) with action in run / done / skip."""
+    unknown = [s for s in [*cfg.stages, start, only, *skip] if s and s not in STAGES]
+    if unknown:
+        raise BinsightError(f"unknown stage {unknown[0]!r}; known stages: {', '.join(STAGES)}")
+    for name, flag in ((start, "--from"), (only, "--only")):
+        if name and name not in cfg.stages:
+            raise BinsightError(f"{flag} {name}: not among this config's stages ({', '.join(cfg.stages)})")
+    plan = []
+    started = start is None
+    for name in cfg.stages:
+        if name == start:
+            started = True
+        if only:
+            action = "run" if name == only else "keep"
+        elif name in skip:
+            action = "skip"
+        elif not started:
+            action = "keep"
+        elif start is None and state["stages"].get(name, {}).get("status") == "done":
+            action = "keep"  # resume: finished stages are not redone
+        else:
+            action = "run"
+        plan.append((name, action))
+    return plan
+
+
+def run_pipeline(
+    cfg: PipelineConfig,
+    run_dir: Path,
+    start: str | None = None,
+    only: str | None = None,
+    skip: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run the planned stages in ``run_dir``; returns the final state. Raises on the first failed stage
+    after recording it (and the report so far)."""
+    from binsight.pipeline import stages as _stages  # noqa: F401  (registers the stages)
+    from binsight.pipeline.report import write_report
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    state = load_state(run_dir)
+    state.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
+    state["config"] = asdict(cfg)
+    plan = plan_stages(cfg, state, start, only, skip or [])
+    outputs = {n: s.get("outputs", {}) for n, s in state["stages"].items() if s.get("status") == "done"}
+    ctx = StageContext(cfg=cfg, run_dir=run_dir, outputs=outputs)
+    for name, action in plan:
+        if action == "keep":
+            continue
+        if action == "skip":
+            state["stages"][name] = {"status": "skipped"}
+            continue
+        log.info("pipeline: stage %s …", name)
+        wall0, cpu0 = time.perf_counter(), _cpu_seconds()
+        entry: dict[str, Any] = {"status": "running", "started": datetime.now(UTC).isoformat(timespec="seconds")}
+        state["stages"][name] = entry
+        atomic_write_json(run_dir / STATE_FILE, state)
+        try:
+            out, section = STAGES[name].fn(ctx)
+        except BaseException as exc:
+            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", wall_s=time.perf_counter() - wall0)
+            entry["cpu_s"] = _cpu_seconds() - cpu0
+            if not isinstance(exc, BinsightError | KeyboardInterrupt):
+                entry["traceback"] = traceback.format_exc()
+            atomic_write_json(run_dir / STATE_FILE, state)
+            write_report(run_dir, state)
+            raise
+        entry.update(
+            status="done",
+            wall_s=round(time.perf_counter() - wall0, 3),
+            cpu_s=round(_cpu_seconds() - cpu0, 3),
+            finished=datetime.now(UTC).isoformat(timespec="seconds"),
+            outputs=out,
+            section=asdict(section),
+        )
+        ctx.outputs[name] = out
+        atomic_write_json(run_dir / STATE_FILE, state)
+        write_report(run_dir, state)
+        log.info("pipeline: stage %s done in %.1f s (CPU %.1f s)", name, entry["wall_s"], entry["cpu_s"])
+    # Stages no longer planned keep their old entries; the report follows the config's order.
+    state["order"] = list(cfg.stages)
+    atomic_write_json(run_dir / STATE_FILE, state)
+    write_report(run_dir, state)
+    return state
