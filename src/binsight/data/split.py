@@ -11,7 +11,7 @@ Rules:
   the split does not depend on file order or on which other classes are present. The first ``n_test``
   groups go to test, the next ``n_val`` to val, the rest to train, where for ``n`` groups
   ``n_val = floor(n * val + 0.5)`` (likewise ``n_test``), raised to 1 when ``n >= 3`` and the fraction is
-  above 0, then lowered (the larger first) until train keeps at least one group.
+  above 0, then lowered (the larger first, val on a tie) until train keeps at least one group.
 """
 
 from __future__ import annotations
