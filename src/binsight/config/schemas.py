@@ -31,6 +31,10 @@ class SynthConfig:
     jpeg_quality_min: int = 70
     jpeg_quality_max: int = 95
     workers: int = 0
+    aspect_min: float = 0.55  # picture height / width, like ABID's mostly landscape shots
+    aspect_max: float = 1.4
+    straps_max: int = 3  # elastic straps across the bin opening: 0..straps_max
+    min_visible: float = 0.5  # share of each item left uncovered by other items (keeps counts learnable)
 
     def validate(self) -> None:
         if self.n < 0:
@@ -43,6 +47,14 @@ class SynthConfig:
             raise ValueError("need 1 <= jpeg_quality_min <= jpeg_quality_max <= 100")
         if self.workers < 0:
             raise ValueError("workers must be >= 0 (0 = one per core)")
+        if not 0.2 <= self.aspect_min <= self.aspect_max <= 5:
+            raise ValueError("need 0.2 <= aspect_min <= aspect_max <= 5")
+        if not 0 <= self.straps_max <= 3:
+            raise ValueError("straps_max must be 0, 1, 2 or 3")
+        if not 0 <= self.min_visible <= 1:
+            raise ValueError("min_visible must be in [0, 1]")
+        if self.width_max > 4096:
+            raise ValueError("width_max must be <= 4096")
 
 
 @dataclass
@@ -171,6 +183,26 @@ class ServeConfig:
     max_body_bytes: int = 6 * 1024 * 1024
     request_timeout: float = 60.0
     threads: int = 0
+    decode_threads: int = 0
+    failure_threshold: int = 3
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be in 0..65535 (0 picks a free port)")
+        if not 1 <= self.max_batch_size <= 256:
+            raise ValueError("max_batch_size must be in 1..256")
+        if not 0 <= self.max_wait_ms <= 10_000:
+            raise ValueError("max_wait_ms must be in 0..10000")
+        if self.queue_size < 1:
+            raise ValueError("queue_size must be >= 1")
+        if self.max_body_bytes < 1024:
+            raise ValueError("max_body_bytes must be >= 1024")
+        if self.request_timeout <= 0:
+            raise ValueError("request_timeout must be > 0 seconds")
+        if self.threads < 0 or self.decode_threads < 0:
+            raise ValueError("threads and decode_threads must be >= 0 (0 = one per core)")
+        if self.failure_threshold < 1:
+            raise ValueError("failure_threshold must be >= 1")
 
 
 @dataclass

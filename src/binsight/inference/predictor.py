@@ -104,8 +104,9 @@ def make_backend(name: str, meta: ArtifactMeta, folder: Path, threads: int | Non
     cls = BACKENDS.get(name)
     if cls is None:
         try:
-            module = importlib.import_module(f"binsight.inference.{name}_backend")
-            cls = getattr(module, f"{name.capitalize()}Backend")
+            # "onnx" → onnx_backend.OnnxBackend; "onnx-int8" → onnx_backend.OnnxInt8Backend
+            module = importlib.import_module(f"binsight.inference.{name.split('-')[0]}_backend")
+            cls = getattr(module, "".join(part.capitalize() for part in name.split("-")) + "Backend")
         except (ModuleNotFoundError, AttributeError):
             raise BinsightError(
                 f"unknown or unavailable inference backend {name!r}; available: {', '.join(sorted(BACKENDS))}"
