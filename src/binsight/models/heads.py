@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 HEAD_TYPES = ("softmax", "ordinal")
+# Smallest gap between consecutive ordinal biases, so they stay strictly ordered even where softplus underflows.
+MIN_BIAS_STEP = 1e-3
 
 
 class SoftmaxHead(nn.Module):
@@ -40,7 +42,7 @@ class SoftmaxHead(nn.Module):
 class OrdinalHead(nn.Module):
     """CORAL head: a shared Linear to one unit plus K-1 ordered biases → K-1 cumulative logits.
 
-    The biases are parametrised as ``b_0`` followed by strictly negative steps (``-softplus``), so
+    The biases are parametrised as ``b_0`` followed by strictly negative steps (``-softplus - MIN_BIAS_STEP``), so
     ``b_0 > b_1 > ... > b_{K-2}`` always holds and P(y > k) never increases with k.
 
     Args:
@@ -58,14 +60,14 @@ class OrdinalHead(nn.Module):
         # Start like coral-pytorch: biases (K-1)/(K-1), ..., 1/(K-1), i.e. equal steps of 1/(K-1).
         step = 1.0 / (num_classes - 1)
         self.bias_first = nn.Parameter(torch.tensor(1.0))
-        inv_softplus = math.log(math.expm1(step))
+        inv_softplus = math.log(math.expm1(step - MIN_BIAS_STEP))
         self.bias_steps = nn.Parameter(torch.full((num_classes - 2,), inv_softplus))
         self.num_outputs = num_classes - 1
 
     @property
     def biases(self) -> Tensor:
         """The K-1 ordered biases (strictly decreasing)."""
-        steps = F.softplus(self.bias_steps)
+        steps = F.softplus(self.bias_steps) + MIN_BIAS_STEP
         return torch.cat([self.bias_first.reshape(1), self.bias_first - torch.cumsum(steps, dim=0)])
 
     def forward(self, features: Tensor) -> Tensor:

