@@ -108,3 +108,25 @@ def test_train_mode_forward_with_stochastic_depth_and_small_input():
     assert out.shape == (2, 4)
     out.sum().backward()
     assert model.backbone.stem[0].weight.grad is not None
+
+
+def test_onnx_export_matches_torch(tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="ONNX export needs the serve extra")
+    pytest.importorskip("onnx", reason="ONNX export needs the serve extra")
+    model = create_model("efficientnet_lite0", num_classes=5, weights="imagenet").eval()
+    path = tmp_path / "lite0.onnx"
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 3, 64, 64),),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+        dynamic_axes={"input": {0: "batch"}},
+    )
+    x = torch.randn(3, 3, 64, 64)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert got.shape == (3, 5)
+    assert abs(got - expected).max() < 1e-4

@@ -136,3 +136,14 @@ def test_every_torchvision_model_has_an_imagenet_url():
     for arch, (enum_name, member) in weights_mod.TORCHVISION_IMAGENET.items():
         assert weights_mod.imagenet_url(arch).endswith(".pth"), (arch, enum_name, member)
     assert "ResNet50_Weights" in weights_mod.TORCHVISION_IMAGENET["resnet50"][0]
+
+
+def test_checkpoint_with_non_tensor_state_loads(tmp_path):
+    import numpy as np
+
+    source = _trained()
+    path = tmp_path / "resume.pt"
+    rng = np.random.default_rng(0)
+    torch.save({"model": source.state_dict(), "numpy_rng": rng.bit_generator.state, "arr": np.zeros(3)}, path)
+    loaded = create_model("tiny_cnn", num_classes=5, weights=str(path))
+    _assert_same(loaded.state_dict(), source.state_dict())

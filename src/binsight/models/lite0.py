@@ -12,8 +12,9 @@ maps them onto this module's names, so ``weights=imagenet`` works offline.
 
 from __future__ import annotations
 
-import math
 import re
+import warnings
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,19 +45,33 @@ HEAD_CHANNELS = 1280
 
 
 class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow "SAME" padding: output size ceil(input / stride), extra pixel at bottom/right."""
+    """Conv2d with TensorFlow "SAME" padding: output size ceil(input / stride), extra pixel at bottom/right.
+
+    With stride 1 and an odd kernel, SAME is ordinary symmetric padding, so only strided convolutions
+    compute their padding from the input size.
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
-        super().__init__(cin, cout, kernel, stride=stride, padding=0, groups=groups, bias=False)
+        padding = kernel // 2 if stride == 1 and kernel % 2 == 1 else 0
+        super().__init__(cin, cout, kernel, stride=stride, padding=padding, groups=groups, bias=False)
+        self.dynamic_pad = padding == 0 and (stride > 1 or kernel > 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        pads = []
-        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        if any(pads):
-            x = F.pad(x, pads)
+        if self.dynamic_pad:
+            with warnings.catch_warnings():
+                # ONNX/TorchScript tracing bakes the padding for the traced size (the artifact's input size).
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                x = F.pad(x, _same_pads(x.shape[-2:], self.kernel_size, self.stride))
         return super().forward(x)
+
+
+def _same_pads(size: Sequence[int], kernel: Sequence[int], stride: Sequence[int]) -> list[int]:
+    """F.pad amounts (left, right, top, bottom) for TF SAME padding."""
+    pads: list[int] = []
+    for n, k, s in zip(reversed(size), reversed(kernel), reversed(stride), strict=True):
+        total = max(((int(n) + s - 1) // s - 1) * s + k - int(n), 0)
+        pads += [total // 2, total - total // 2]
+    return pads
 
 
 class ConvBNAct(nn.Sequential):
