@@ -15,7 +15,6 @@ Library use::
 from __future__ import annotations
 
 import json
-import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -27,8 +26,6 @@ from binsight.data.fetch_object import FileResult, StopFlag, fetch_one, probe_en
 from binsight.errors import BinsightError, Interrupted
 from binsight.utils.io import atomic_write_json
 from binsight.utils.progress import progress
-
-log = logging.getLogger(__name__)
 
 DEFAULT_BUCKET = "aft-vbi-pds"
 DEFAULT_REGION = "us-east-1"
@@ -106,8 +103,8 @@ class FetchReport:
     def summary(self) -> str:
         """Human-readable lines: the counts, then up to 20 failures."""
         lines = [
-            f"fetched {self.requested} files ({self.ids} ids) from s3://{self.bucket} at {self.endpoint_url} "
-            f"into {self.out} in {self.seconds:.1f} s",
+            f"fetch s3://{self.bucket} ({self.endpoint_url}) into {self.out}: {self.requested} files "
+            f"({self.ids} ids) in {self.seconds:.1f} s",
             f"  downloaded {self.downloaded} (resumed {self.resumed}), skipped {self.skipped} already complete, "
             f"failed {self.failed}, not attempted {self.not_attempted}, {self.bytes} bytes",
         ]
