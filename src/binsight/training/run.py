@@ -1,0 +1,225 @@
+"""A training run end to end: run directory, data, :class:`~binsight.training.trainer.Trainer`, artifact, plots.
+
+Run directory (``runs/train/<name>[N]/`` auto-numbered, or ``--out``)::
+
+    config.yaml            the resolved TrainConfig (``data`` = the split folder)
+    metrics.csv            one row per epoch
+    weights/last.pt        latest resumable state (+ last.prev.pt, the previous good one)
+    weights/best.pt        weights of the best validation macro-F1
+    artifact/              model.json + model.safetensors of the best weights
+    curves.png             loss / accuracy / macro-F1 / learning rate per epoch
+    confusion_matrix.png   validation confusion matrix at the best epoch
+
+Single process:  ``binsight train --data SPLITDIR epochs=10``; resume: ``binsight train --resume RUNDIR``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from binsight.config.loader import ConfigError, dump_yaml, load_config
+from binsight.config.schemas import TrainConfig
+from binsight.errors import BinsightError
+
+log = logging.getLogger(__name__)
+
+# Keys a resume may change: they do not alter the network, the data or the optimiser's state. Changing
+# ``epochs`` stretches the learning-rate schedule from the resume point on.
+RESUMABLE_KEYS = ("epochs", "patience", "max_runtime", "device", "amp", "cache_dir", "num_workers")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        run_dir: the run directory.
+        artifact_dir: ``run_dir/artifact``.
+        best_epoch: 1-based epoch of the best validation macro-F1.
+        best_metrics: its validation metrics.
+        history: one row per epoch (the ``metrics.csv`` columns).
+        stopped_early: early stopping ended the run.
+    """
+
+    run_dir: Path
+    artifact_dir: Path
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    stopped_early: bool
+
+
+def resolve_run_dir(run: str | Path) -> Path:
+    """A run directory from ``run`` (the folder, its ``weights/`` folder, or a checkpoint file in it)."""
+    path = Path(run)
+    if path.is_file():
+        path = path.parent
+    if path.name == "weights":
+        path = path.parent
+    if not (path / "config.yaml").is_file():
+        raise BinsightError(
+            f"{run} is not a training run directory: {path / 'config.yaml'} is missing "
+            "(pass the folder `binsight train` created, e.g. runs/train/exp)"
+        )
+    return path
+
+
+def resume_config(run: str | Path, overrides: list[str] | None = None, data: str | Path | None = None) -> TrainConfig:
+    """The config of a run to resume: its ``config.yaml`` with allowed ``key=value`` overrides applied.
+
+    Raises:
+        ConfigError: an override names a key that a resume cannot change (the message lists those it can).
+    """
+    from binsight.config.loader import parse_override
+
+    run_dir = resolve_run_dir(run)
+    for text in overrides or []:
+        key = ".".join(parse_override(text)[0])
+        if key not in RESUMABLE_KEYS:
+            raise ConfigError(
+                f"{key} cannot be changed when resuming (the checkpoint was trained with the run's value); "
+                f"keys a resume may change: {', '.join(RESUMABLE_KEYS)}. Start a new run to change {key}"
+            )
+    cfg = load_config(TrainConfig, run_dir / "config.yaml", overrides)
+    if data is not None:
+        cfg = replace(cfg, data=str(Path(data).resolve()))
+    return cfg
+
+
+def _new_run_dir(cfg: TrainConfig, out: str | Path | None, project: str | Path) -> Path:
+    from binsight.utils.io import next_run_dir
+
+    if out is None:
+        return next_run_dir(project, "train", cfg.name)
+    run_dir = Path(out)
+    if (run_dir / "config.yaml").exists() or (run_dir / "weights").exists():
+        raise BinsightError(
+            f"{run_dir} already holds a training run; continue it with `binsight train --resume {run_dir}` "
+            "or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path | None = None,
+    project: str | Path = "runs",
+    resume: str | Path | None = None,
+    dist=None,
+    stop=None,
+    on_epoch_end=(),
+    start_time: float | None = None,
+    handle_signals: bool = True,
+) -> TrainResult:
+    """Train a model as configured and write the run directory.
+
+    Args:
+        cfg: the training config; ``cfg.data`` is the split folder.
+        out: run directory (default ``project/train/<cfg.name>[N]``); ignored when resuming.
+        project: root of auto-numbered run directories.
+        resume: a run directory to continue from its ``weights/last.pt`` (``cfg`` should come from
+            :func:`resume_config`).
+        dist: a :class:`~binsight.training.distributed.Dist` (default: single process).
+        stop: a :class:`~binsight.training.signals.StopFlag` the caller may set to stop at the next batch.
+        on_epoch_end: callables ``(epoch, row)`` after each epoch (tuning reports and prunes here).
+        start_time: ``time.monotonic()`` when the job started; ``max_runtime`` counts from it.
+        handle_signals: turn SIGTERM/SIGINT into a checkpoint-and-stop (main thread only).
+
+    Returns:
+        The run's :class:`TrainResult`.
+
+    Raises:
+        Interrupted: stopped by a signal, ``stop`` or ``max_runtime`` after saving ``weights/last.pt``.
+        DataError, CheckpointError, BinsightError: bad data, damaged checkpoints, bad arguments.
+    """
+    import contextlib
+
+    from binsight.training.data import load_split_data
+    from binsight.training.distributed import Dist
+    from binsight.training.signals import StopFlag, stop_on_signals
+    from binsight.training.trainer import Trainer
+    from binsight.utils.io import atomic_write_text
+
+    dist = dist or Dist()
+    stop = stop or StopFlag()
+    if not cfg.data:
+        raise BinsightError("no training data: pass --data SPLITDIR (a folder made by `binsight data split`)")
+    cfg = replace(cfg, data=str(Path(cfg.data).resolve()))
+    run_dir = resolve_run_dir(resume) if resume is not None else _new_run_dir(cfg, out, project)
+    if dist.is_main:
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    log.info("run directory: %s", run_dir)
+
+    data = load_split_data(cfg.data, cfg.img_size, cfg.resize, cfg.cache_dir, workers=cfg.num_workers)
+    trainer = Trainer(cfg, data, run_dir, dist=dist, stop=stop, on_epoch_end=on_epoch_end, start_time=start_time)
+    if resume is not None:
+        state, path = trainer.checkpoints.load_latest()
+        trainer.load_state_dict(state, path)
+        log.info(
+            "resuming from %s: epoch %d, batch %d, step %d", path, trainer.epoch, trainer.batch_in_epoch, trainer.step
+        )
+    guard = stop_on_signals(stop) if handle_signals else contextlib.nullcontext()
+    with guard:
+        result = trainer.fit()
+    if result.best_epoch == 0:  # pragma: no cover - fit always finishes at least one epoch or raises
+        raise BinsightError("training ended without a validated epoch")
+    artifact_dir = run_dir / "artifact"
+    if dist.is_main:
+        export_artifact(trainer, run_dir, result.best_epoch)
+        write_plots(run_dir, result.history, result.best_metrics, data.class_labels)
+    best = result.best_metrics
+    log.info(
+        "best epoch %d: val macro-F1 %.4f, accuracy %.4f; artifact in %s",
+        result.best_epoch,
+        best["macro_f1"],
+        best["accuracy"],
+        artifact_dir,
+    )
+    return TrainResult(run_dir, artifact_dir, result.best_epoch, best, result.history, result.stopped_early)
+
+
+def export_artifact(trainer, run_dir: Path, best_epoch: int) -> Path:
+    """Write ``run_dir/artifact`` from ``weights/best.pt`` with the model, preprocessing and best val metrics."""
+    from binsight import __version__
+    from binsight.inference.artifact import ArtifactMeta, save_artifact
+    from binsight.training.checkpoint import load_checkpoint
+    from binsight.training.features import state_digest
+
+    cfg = trainer.cfg
+    best = load_checkpoint(trainer.checkpoints.best)
+    metrics = dict(best["metrics"])
+    metrics.update({"split": "val", "epoch": best_epoch, "tta": cfg.tta})
+    meta = ArtifactMeta(
+        name=run_dir.name,
+        architecture=cfg.model,
+        class_labels=[str(c) for c in trainer.data.classes],
+        head=cfg.head,
+        input_size=cfg.img_size,
+        resize=cfg.resize,
+        mean=list(trainer.mean),
+        std=list(trainer.std),
+        training_data_hash=trainer.data.data_hash,
+        metrics=metrics,
+        version=f"{run_dir.name}-{state_digest(best['model'])[:12]}",
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        binsight_version=__version__,
+    )
+    return save_artifact(run_dir / "artifact", best["model"], meta)
+
+
+def write_plots(run_dir: Path, history: list[dict[str, Any]], best_metrics: dict[str, Any], labels: list[str]) -> None:
+    """``curves.png`` and ``confusion_matrix.png`` (validation, best epoch); a plotting failure only warns."""
+    from binsight.evaluation.plots import plot_confusion_matrix, plot_curves
+
+    try:
+        plot_curves(history, run_dir / "curves.png")
+        plot_confusion_matrix(
+            best_metrics["confusion_matrix"], labels, run_dir / "confusion_matrix.png", title="validation, best epoch"
+        )
+    except Exception as exc:  # plots are a convenience: never lose a finished run to a plotting error
+        log.warning("could not draw the plots: %s", exc)

@@ -1,0 +1,459 @@
+"""The training loop: :meth:`Trainer.fit` runs epochs of :meth:`Trainer.train_one_epoch` and
+:meth:`Trainer.evaluate`, with early stopping on validation macro-F1, best/last checkpoints and safe stops.
+
+A stop request (SIGTERM/SIGINT via :mod:`binsight.training.signals`, or the ``max_runtime`` budget) is
+honoured after the current batch: the full state (model, optimizer, step, RNG states including the sampler's
+epoch-start state, early-stopping state, history and the partial epoch's sums) goes to ``weights/last.pt`` and
+:class:`~binsight.errors.Interrupted` is raised. Resuming from it replays the rest of the epoch exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from binsight.config.loader import to_dict
+from binsight.config.schemas import TrainConfig
+from binsight.errors import CheckpointError, Interrupted
+from binsight.training.checkpoint import CheckpointManager
+from binsight.training.data import SplitData, balanced_weights, batch_slices, epoch_order, gather, sequential_batches
+from binsight.training.distributed import Dist, unwrap
+from binsight.training.optim import LRSchedule, build_optimizer
+from binsight.training.runtime import (
+    TimeBudget,
+    amp_dtype,
+    autocast,
+    deterministic_mode,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from binsight.training.signals import StopFlag
+from binsight.utils.io import atomic_write_text
+from binsight.utils.progress import progress
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr", "seconds"]
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` returns.
+
+    Attributes:
+        history: one row per finished epoch (the ``metrics.csv`` columns).
+        best_epoch: 1-based epoch of the best validation macro-F1.
+        best_metrics: validation metrics of that epoch (``classification_metrics`` plus ``loss``).
+        stopped_early: early stopping ended the run before ``epochs``.
+    """
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    stopped_early: bool
+
+
+@dataclass
+class _EpochSums:
+    loss: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class _Best:
+    epoch: int = 0
+    f1: float = -math.inf
+    metrics: dict[str, Any] = field(default_factory=dict)
+    bad_epochs: int = 0
+
+
+def write_metrics_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write ``metrics.csv`` (one row per epoch) atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
+
+
+class Trainer:
+    """One training run over decoded data, writing into ``run_dir``.
+
+    Args:
+        cfg: the validated training config.
+        data: decoded train/val splits.
+        run_dir: the run directory (``weights/`` and ``metrics.csv`` go there; only the main process writes).
+        dist: rank and world size.
+        stop: stop flag set by signal handlers or by the caller.
+        on_epoch_end: callables ``(epoch, row)`` after each epoch's checkpoint; they may raise (e.g. to prune).
+        start_time: ``time.monotonic()`` at process start, the origin of ``max_runtime``.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: SplitData,
+        run_dir: Path,
+        dist: Dist | None = None,
+        stop: StopFlag | None = None,
+        on_epoch_end: Sequence[EpochCallback] = (),
+        start_time: float | None = None,
+    ) -> None:
+        from binsight.data.transforms import TrainPreset, train_transform
+        from binsight.models import create_model
+        from binsight.training.losses import build_loss
+
+        self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
+        self.dist = dist or Dist()
+        self.stop = stop or StopFlag()
+        self.on_epoch_end = list(on_epoch_end)
+        self.budget = TimeBudget(cfg.max_runtime, start_time)
+        self.checkpoints = CheckpointManager(self.run_dir / "weights")
+        self.device = resolve_device(cfg.device, self.dist)
+        self.amp = amp_dtype(cfg.amp, self.device)
+
+        seed_everything(cfg.seed)
+        model = create_model(cfg.model, data.num_classes, weights=cfg.weights, head=cfg.head)
+        self.mean, self.std = list(model.default_cfg["mean"]), list(model.default_cfg["std"])
+        if cfg.freeze_backbone:
+            for p in model.backbone.parameters():
+                p.requires_grad_(False)
+        model.to(self.device)
+        # Head-only training on cached features when nothing needs the images themselves.
+        self.use_features = cfg.freeze_backbone and cfg.augment == "none"
+        self.channels_last = cfg.channels_last and not self.use_features
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model = model  # the place a DDP wrapper goes; weights are always saved from unwrap(self.model)
+        self.loss_fn = build_loss(
+            cfg.loss, data.num_classes, data.class_counts(), cfg.label_smoothing, cfg.focal_gamma
+        ).to(self.device)
+        self.optimizer = build_optimizer(cfg, model.parameters())
+        self.transform = train_transform(TrainPreset(cfg.augment, self.mean, self.std))
+        self.sample_weights = balanced_weights(data.train_targets, data.num_classes) if cfg.balance else None
+        self.sampler_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.aug_gen = torch.Generator().manual_seed(cfg.seed + 2)
+        self.batches_per_epoch = len(batch_slices(torch.arange(len(data.train)), cfg.batch_size, cfg.max_train_batches))
+        self.schedule = LRSchedule(
+            cfg.scheduler, self.batches_per_epoch, cfg.epochs, cfg.warmup_epochs, cfg.step_size, cfg.step_gamma
+        )
+        self.epoch = 0  # finished epochs
+        self.batch_in_epoch = 0  # finished batches of the current epoch
+        self.step = 0  # optimizer steps so far
+        self.lr = cfg.lr
+        self.epoch_sampler_state = self.sampler_gen.get_state()
+        self.sums = _EpochSums()
+        self.best = _Best()
+        self.history: list[dict[str, Any]] = []
+        self.finished = False
+        self.stopped_early = False
+        self._train_feats: np.ndarray | None = None
+        self._val_feats: np.ndarray | None = None
+        self._val_feats_flip: np.ndarray | None = None
+
+    # --- state -------------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs (see the module docstring)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": to_dict(self.cfg),
+            "classes": self.data.classes,
+            "data_hash": self.data.data_hash,
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {"step": self.step},
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "epoch_sampler_state": self.epoch_sampler_state,
+            "sampler_state": self.sampler_gen.get_state(),
+            "aug_state": self.aug_gen.get_state(),
+            "rng": rng_state(),
+            "sums": vars(self.sums).copy(),
+            "best": vars(self.best).copy(),
+            "history": list(self.history),
+            "finished": self.finished,
+            "stopped_early": self.stopped_early,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: Path | str = "checkpoint") -> None:
+        """Restore a :meth:`state_dict` (from ``source``, named in errors)."""
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{source}: checkpoint format {state.get('format')!r} is not supported")
+        if list(state["classes"]) != list(self.data.classes):
+            raise CheckpointError(f"{source}: trained on classes {state['classes']}, the data has {self.data.classes}")
+        if state["data_hash"] != self.data.data_hash:
+            raise CheckpointError(
+                f"{source}: trained on other data (training manifest hash {state['data_hash'][:12]}…, "
+                f"the split has {self.data.data_hash[:12]}…); resume with the run's own split"
+            )
+        unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["scheduler"]["step"])
+        self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
+        self.epoch_sampler_state = state["epoch_sampler_state"]
+        self.sampler_gen.set_state(state["sampler_state"])
+        self.aug_gen.set_state(state["aug_state"])
+        set_rng_state(state["rng"])
+        self.sums = _EpochSums(**state["sums"])
+        self.best = _Best(**state["best"])
+        self.history = list(state["history"])
+        self.finished, self.stopped_early = bool(state["finished"]), bool(state["stopped_early"])
+
+    # --- loop --------------------------------------------------------------------------------------------------
+
+    def fit(self) -> FitResult:
+        """Train until ``epochs``, early stopping, or a stop request (which raises Interrupted)."""
+        with deterministic_mode(self.cfg.deterministic):
+            if self.use_features:
+                self._prepare_features()
+            while not self.finished and self.epoch < self.cfg.epochs:
+                self._run_epoch()
+        return FitResult(self.history, self.best.epoch, self.best.metrics, self.stopped_early)
+
+    def _set_train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.freeze_backbone:
+            unwrap(self.model).backbone.eval()  # frozen BatchNorm statistics, as in the feature cache
+
+    def _prepare_features(self) -> None:
+        from binsight.training.features import cached_features
+
+        common = dict(
+            model=unwrap(self.model),
+            model_name=self.cfg.model,
+            mean=self.mean,
+            std=self.std,
+            device=self.device,
+            cache_dir=self.cfg.cache_dir,
+            batch_size=max(64, self.cfg.batch_size),
+        )
+        self._train_feats, _ = cached_features(decoded=self.data.train, desc="features train", **common)
+        self._val_feats, _ = cached_features(decoded=self.data.val, desc="features val", **common)
+        if self.cfg.tta:
+            self._val_feats_flip, _ = cached_features(decoded=self.data.val, flip=True, desc="features val", **common)
+
+    def _run_epoch(self) -> None:
+        cfg, e = self.cfg, self.epoch
+        resuming = self.batch_in_epoch > 0
+        if resuming:
+            self.sampler_gen.set_state(self.epoch_sampler_state)  # replay this epoch's order
+        else:
+            self.epoch_sampler_state = self.sampler_gen.get_state()
+            self.sums = _EpochSums()
+        order = epoch_order(len(self.data.train), self.sampler_gen, self.sample_weights)
+        batches = batch_slices(order, cfg.batch_size, cfg.max_train_batches)
+        self.train_one_epoch(batches)
+
+        if self.budget.would_exceed(self._validation_estimate()):
+            self._stop_now("max_runtime")
+        t0 = time.monotonic()
+        val = self.evaluate()
+        self.budget.record_validation(time.monotonic() - t0)
+        self._finish_epoch(e, val, time.monotonic() - t0)
+
+    def train_one_epoch(self, batches: Sequence[torch.Tensor]) -> None:
+        """Train on ``batches`` from ``self.batch_in_epoch`` on, honouring stop requests after each batch."""
+        self._set_train_mode()
+        bar = progress(
+            total=len(batches),
+            initial=self.batch_in_epoch,
+            desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+            unit="batch",
+            leave=False,
+        )
+        try:
+            for b in range(self.batch_in_epoch, len(batches)):
+                t0 = time.monotonic()
+                loss_sum, correct, n = self._train_step(batches[b])
+                dt = time.monotonic() - t0
+                self.sums.loss += loss_sum
+                self.sums.correct += correct
+                self.sums.seen += n
+                self.sums.seconds += dt
+                self.batch_in_epoch = b + 1
+                self.budget.record_batch(dt)
+                bar.update(1)
+                bar.set_postfix(loss=f"{self.sums.loss / self.sums.seen:.4f}", img_s=f"{n / max(dt, 1e-9):.0f}")
+                if self.stop.requested:
+                    self._stop_now(self.stop.reason)
+                if b + 1 < len(batches) and self.budget.would_exceed(self.budget.batch_seconds * 1.5):
+                    self._stop_now("max_runtime")
+        finally:
+            bar.close()
+
+    def _train_step(self, idx: torch.Tensor) -> tuple[float, int, int]:
+        model, cfg = self.model, self.cfg
+        y = torch.from_numpy(self.data.train_targets[idx.numpy()]).to(self.device)
+        self.lr = self.schedule.apply(self.optimizer, cfg.lr, self.step)
+        if self.use_features:
+            feats = gather(self._train_feats, idx).to(self.device)
+            with autocast(self.device, self.amp):
+                out = unwrap(model).forward_head(feats)
+        else:
+            x = self.transform(gather(self.data.train.images, idx).to(self.device, non_blocking=True), self.aug_gen)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, self.amp):
+                if cfg.freeze_backbone:
+                    with torch.no_grad():
+                        feats = unwrap(model).features(x)
+                    out = unwrap(model).forward_head(feats)
+                else:
+                    out = model(x)
+        out = out.float()
+        loss = self.loss_fn(out, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        with torch.no_grad():
+            pred = unwrap(model).probabilities(out.detach()).argmax(1)
+        n = int(y.shape[0])
+        return float(loss.item()) * n, int((pred == y).sum().item()), n
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Any]:
+        """Validation loss and metrics (``classification_metrics`` plus ``loss``), with flip TTA if ``tta``."""
+        from binsight.data.transforms import normalize_uint8
+        from binsight.evaluation.metrics import classification_metrics
+
+        net = unwrap(self.model)
+        self.model.eval()
+        loss_sum, probs = 0.0, []
+        targets = self.data.val_targets
+        for idx in sequential_batches(len(self.data.val), max(1, self.cfg.batch_size * 2)):
+            y = torch.from_numpy(targets[idx.numpy()]).to(self.device)
+            with autocast(self.device, self.amp):
+                if self.use_features:
+                    out = net.forward_head(gather(self._val_feats, idx).to(self.device))
+                    out_flip = (
+                        net.forward_head(gather(self._val_feats_flip, idx).to(self.device)) if self.cfg.tta else None
+                    )
+                else:
+                    x = normalize_uint8(gather(self.data.val.images, idx).to(self.device), self.mean, self.std)
+                    if self.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    out = self.model(x)
+                    out_flip = self.model(x.flip(3)) if self.cfg.tta else None
+            loss_sum += float(self.loss_fn(out.float(), y).item()) * len(idx)
+            p = net.probabilities(out.float())
+            if out_flip is not None:
+                p = (p + net.probabilities(out_flip.float())) / 2
+            probs.append(p.cpu())
+        self._set_train_mode()
+        prob = torch.cat(probs).numpy().astype(np.float64)
+        metrics = classification_metrics(
+            targets, prob.argmax(1), self.data.num_classes, self.data.class_labels, probs=prob
+        )
+        metrics["loss"] = loss_sum / max(1, len(targets))
+        return metrics
+
+    def _validation_estimate(self) -> float:
+        if self.budget.val_seconds is not None:
+            return self.budget.val_seconds
+        # Before the first validation: a forward pass costs about a third of a training step per image.
+        per_image = self.budget.batch_seconds / max(1, self.cfg.batch_size)
+        return per_image * len(self.data.val) / 3
+
+    def _finish_epoch(self, e: int, val: dict[str, Any], val_seconds: float) -> None:
+        cfg = self.cfg
+        row = {
+            "epoch": e + 1,
+            "train_loss": self.sums.loss / max(1, self.sums.seen),
+            "train_acc": self.sums.correct / max(1, self.sums.seen),
+            "val_loss": val["loss"],
+            "val_acc": val["accuracy"],
+            "val_macro_f1": val["macro_f1"],
+            "lr": self.lr,
+            "seconds": round(self.sums.seconds + val_seconds, 3),
+        }
+        self.history.append(row)
+        improved = val["macro_f1"] > self.best.f1
+        if improved:
+            self.best = _Best(epoch=e + 1, f1=val["macro_f1"], metrics=val, bad_epochs=0)
+        else:
+            self.best.bad_epochs += 1
+        self.epoch, self.batch_in_epoch = e + 1, 0
+        self.sums = _EpochSums()
+        if cfg.patience > 0 and self.best.bad_epochs >= cfg.patience and self.epoch < cfg.epochs:
+            self.stopped_early = True
+        self.finished = self.stopped_early or self.epoch >= cfg.epochs
+        if self.dist.is_main:
+            if improved:
+                self.checkpoints.save_best(
+                    {
+                        "model": unwrap(self.model).state_dict(),
+                        "epoch": e + 1,
+                        "metrics": val,
+                        "classes": self.data.classes,
+                    }
+                )
+            self._save_last()
+            write_metrics_csv(self.run_dir / "metrics.csv", self.history)
+        log.info(
+            "epoch %d/%d  train_loss %.4f acc %.3f | val_loss %.4f acc %.3f macro_f1 %.3f%s | lr %.3g | %.1fs",
+            e + 1,
+            cfg.epochs,
+            row["train_loss"],
+            row["train_acc"],
+            row["val_loss"],
+            row["val_acc"],
+            row["val_macro_f1"],
+            " *" if improved else "",
+            row["lr"],
+            row["seconds"],
+        )
+        if self.stopped_early:
+            log.info(
+                "early stopping: no better validation macro-F1 for %d epochs (best: epoch %d)",
+                cfg.patience,
+                self.best.epoch,
+            )
+        for callback in self.on_epoch_end:
+            callback(e + 1, row)
+        if not self.finished:
+            if self.stop.requested:
+                self._stop_now(self.stop.reason, saved=True)
+            next_work = self.budget.batch_seconds * 1.5
+            if self.budget.would_exceed(next_work):
+                self._stop_now("max_runtime", saved=True)
+
+    def _save_last(self) -> Path:
+        t0 = time.monotonic()
+        path = self.checkpoints.save_last(self.state_dict())
+        self.budget.record_save(time.monotonic() - t0)
+        return path
+
+    def _stop_now(self, reason: str, saved: bool = False) -> None:
+        """Checkpoint (unless just done) and raise Interrupted with how to resume."""
+        if not saved and self.dist.is_main:
+            self._save_last()
+        where = (
+            f"after epoch {self.epoch}"
+            if self.batch_in_epoch == 0
+            else f"in epoch {self.epoch + 1} after batch {self.batch_in_epoch}"
+        )
+        why = {"max_runtime": f"max_runtime of {self.cfg.max_runtime:g}s is near"}.get(reason, f"{reason} received")
+        raise Interrupted(
+            f"training stopped {where}: {why}. Checkpoint saved to {self.checkpoints.last}.\n"
+            f"Resume with: binsight train --resume {self.run_dir}"
+        )
