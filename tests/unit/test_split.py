@@ -100,9 +100,8 @@ def test_stratified_no_leakage_and_accounting(dataset, tmp_path):
     assert (
         total
         == summary["images"]
-        == summary["counts"]["train"]["total"]
-        + summary["counts"]["val"]["total"]
-        + (summary["counts"]["test"]["total"])
+        == sum(summary["totals"].values())
+        == sum(sum(c.values()) for c in summary["counts"].values())
     )
     accounted = total + summary["excluded"]["total"] + summary["conflicts"]["dropped_images"]
     assert accounted + summary["problems"]["skipped"] == summary["entries"] == dataset.entries

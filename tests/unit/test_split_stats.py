@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from binsight.config.schemas import SplitConfig
 from binsight.data.split import split_dataset
-from binsight.data.stats import compute_stats
+from binsight.data.stats import ImageEntry, choose_samples, compute_stats
 from binsight.errors import DataError
 from tests.unit.test_abid_fixtures import make_abid_dataset, make_labels_csv
 
@@ -23,6 +24,7 @@ def dataset(tmp_path_factory):
 
 def assert_pngs(summary):
     assert set(summary["plots"]) == {"class_distribution", "samples", "image_sizes"}
+    assert summary["figures"] == list(summary["plots"].values())
     for path in summary["plots"].values():
         with open(path, "rb") as f:
             assert f.read(8) == PNG_MAGIC
@@ -73,14 +75,22 @@ def test_split_folder_pointing_at_a_broken_image_lists_it(dataset, tmp_path):
 def test_sample_grid_is_deterministic_per_seed(dataset, tmp_path):
     a = compute_stats(dataset.root, tmp_path / "a", seed=3, show_progress=False)
     b = compute_stats(dataset.root, tmp_path / "b", seed=3, show_progress=False)
-    c = compute_stats(dataset.root, tmp_path / "c", seed=4, show_progress=False)
 
     def pixels(summary):
         with Image.open(summary["plots"]["samples"]) as im:
             return im.convert("RGB").tobytes()
 
-    assert pixels(a) == pixels(b)
-    assert pixels(a) != pixels(c)
+    assert a["samples"] == b["samples"] and pixels(a) == pixels(b)
+    assert {k: len(v) for k, v in a["samples"].items()} == {"1": 4, "2": 5, "3": 2, "4": 1, "5": 2}
+
+    # The choice depends on the seed, not on the order of the input.
+    items = [ImageEntry(Path(p), int(label), "all") for label, paths in a["samples"].items() for p in paths]
+    labels = sorted({it.label for it in items})
+    many = [ImageEntry(Path(f"/x/{i}.jpg"), 1, "all") for i in range(40)]
+    picks = {seed: [it.path for it in choose_samples(many, [1], seed)[1]] for seed in (3, 4)}
+    assert picks[3] != picks[4] and len(picks[3]) == 6
+    assert [it.path for it in choose_samples(list(reversed(many)), [1], 3)[1]] == picks[3]
+    assert choose_samples(items, labels, 3) == choose_samples(list(reversed(items)), labels, 3)
 
 
 def test_nothing_usable_is_a_clear_error(tmp_path):

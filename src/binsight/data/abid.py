@@ -21,10 +21,11 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from binsight.errors import DataError
 
@@ -39,6 +40,9 @@ PROBLEM_KINDS = (
 )
 SOURCE_ABID = "abid"
 SOURCE_LABELS_CSV = "labels-csv"
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -134,6 +138,31 @@ class Scan:
 def default_workers() -> int:
     """Threads for decoding and hashing: PIL and hashlib release the GIL, so a few per core pay off."""
     return min(16, (os.cpu_count() or 1) * 2)
+
+
+def threaded_map(
+    fn: Callable[[T], R], items: list[T], *, workers: int, desc: str, show_progress: bool = True
+) -> Iterator[tuple[T, R | Exception]]:
+    """Yield ``(item, fn(item))`` in order, computed in a thread pool; an exception is yielded, not raised.
+
+    On interruption (Ctrl-C) the queued work is cancelled instead of being finished first.
+    """
+    from binsight.utils.progress import progress
+
+    def call(item: T) -> tuple[T, R | Exception]:
+        try:
+            return item, fn(item)
+        except Exception as exc:  # the caller decides what a failure means for its item
+            return item, exc
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        results = pool.map(call, items)
+        if show_progress:
+            results = progress(results, total=len(items), desc=desc, unit="img")
+        yield from results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def read_dataset(src: Path, *, check_images: bool = True, show_progress: bool = True, workers: int = 0) -> Scan:
@@ -344,24 +373,19 @@ def inspect_image(path: Path) -> tuple[int, int, str]:
 
 
 def _check_images(scan: Scan, *, show_progress: bool, workers: int) -> None:
-    from binsight.utils.progress import progress
-
-    def check(record: Record) -> tuple[Record, Any]:
-        try:
-            return record, inspect_image(record.image_path)
-        except Exception as exc:  # any decoder failure means the file is unusable
-            return record, exc
-
     kept = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(check, scan.records)
-        if show_progress:
-            results = progress(results, total=len(scan.records), desc="check images", unit="img")
-        for record, result in results:
-            if isinstance(result, Exception):
-                detail = f"cannot decode: {type(result).__name__}: {result}"
-                scan.problems.append(Problem(record.image_path, "corrupt_image", detail))
-                continue
-            record.width, record.height, record.sha256 = result
-            kept.append(record)
+    results = threaded_map(
+        lambda r: inspect_image(r.image_path),
+        scan.records,
+        workers=workers,
+        desc="check images",
+        show_progress=show_progress,
+    )
+    for record, result in results:
+        if isinstance(result, Exception):
+            detail = f"cannot decode: {type(result).__name__}: {result}"
+            scan.problems.append(Problem(record.image_path, "corrupt_image", detail))
+            continue
+        record.width, record.height, record.sha256 = result
+        kept.append(record)
     scan.records = kept

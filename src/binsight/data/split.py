@@ -20,12 +20,11 @@ import hashlib
 import math
 import random
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from binsight.config.schemas import SplitConfig
-from binsight.data.abid import Record, Scan, default_workers, read_dataset
+from binsight.data.abid import Record, Scan, default_workers, read_dataset, threaded_map
 from binsight.data.manifest import SPLITS, ManifestRow, write_manifest
 from binsight.errors import DataError
 
@@ -57,16 +56,13 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def _hash_missing(records: list[Record], workers: int, show_progress: bool) -> None:
     todo = [r for r in records if not r.sha256]
-    if not todo:
-        return
-    from binsight.utils.progress import progress
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        digests = pool.map(lambda r: sha256_file(r.image_path), todo)
-        if show_progress:
-            digests = progress(digests, total=len(todo), desc="hash images", unit="img")
-        for record, digest in zip(todo, digests, strict=True):
-            record.sha256 = digest
+    results = threaded_map(
+        lambda r: sha256_file(r.image_path), todo, workers=workers, desc="hash images", show_progress=show_progress
+    )
+    for record, digest in results:
+        if isinstance(digest, Exception):
+            raise DataError(f"cannot read {record.image_path}: {digest}; check the file and its permissions")
+        record.sha256 = digest
 
 
 def _resolve_conflicts(groups: dict[str, list[Record]]) -> list[dict[str, Any]]:
@@ -172,7 +168,7 @@ def _summary(
     counts = {}
     for name in SPLITS:
         per = Counter(r.expected_quantity for r in splits[name])
-        counts[name] = {str(k): per.get(k, 0) for k in labels} | {"total": len(splits[name])}
+        counts[name] = {str(k): per.get(k, 0) for k in labels}
     dup_groups = [g for g in groups.values() if len(g) > 1]
     return {
         "source": str(scan.src),
@@ -184,6 +180,7 @@ def _summary(
         "records": len(scan.records),
         "images": sum(len(v) for v in splits.values()),
         "counts": counts,
+        "totals": {name: len(splits[name]) for name in SPLITS},
         "excluded": {"total": sum(excluded.values()), "by_label": {str(k): v for k, v in sorted(excluded.items())}},
         "duplicates": {
             "groups": len(dup_groups),
@@ -210,9 +207,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     labels = [str(k) for k in summary["classes"]]
     counts = summary["counts"]
     lines = [f"{'class':>7} {'train':>7} {'val':>7} {'test':>7} {'total':>7}"]
-    for key in [*labels, "total"]:
+    for key in labels:
         row = [counts[name][key] for name in SPLITS]
         lines.append(f"{key:>7} " + " ".join(f"{v:>7}" for v in row) + f" {sum(row):>7}")
+    row = [summary["totals"][name] for name in SPLITS]
+    lines.append(f"{'total':>7} " + " ".join(f"{v:>7}" for v in row) + f" {sum(row):>7}")
     excluded = summary["excluded"]
     by_label = ", ".join(f"{k}: {v}" for k, v in excluded["by_label"].items())
     problems = summary["problems"]
