@@ -85,7 +85,7 @@ class _Base:
         self.host = host
         self.requests: list[dict] = []
         self._server = _Server(host, self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def port(self) -> int:
