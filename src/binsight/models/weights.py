@@ -76,8 +76,8 @@ def load_torchvision_imagenet(arch: str, module: nn.Module) -> None:
     except Exception as exc:  # URLError/socket errors when downloading; unpickling/zip errors on a bad file
         if cached.exists():
             raise BinsightError(
-                f"ImageNet weights for {arch} in the torch hub cache ({cached}) are corrupt or unreadable ({_brief(exc)}); "
-                "delete the file to download it again"
+                f"ImageNet weights for {arch} in the torch hub cache ({cached}) are corrupt or unreadable "
+                f"({_brief(exc)}); delete the file to download it again"
             ) from None
         raise BinsightError(
             f"could not download ImageNet weights for {arch} from {url} ({_brief(exc)}): no network? "
