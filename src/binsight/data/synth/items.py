@@ -139,15 +139,16 @@ def render_bag(rng: np.random.Generator, bank: TextureBank, w: int, h: int) -> I
         _text_lines(draw, rng, (int(0.2 * w), int(0.25 * h), int(0.8 * w), int(0.55 * h)), (30, 30, 30, 255))
     if rng.random() < 0.4:
         _barcode_label(draw, rng, int(0.55 * w), int(0.62 * h), int(0.3 * w), int(0.18 * h))
-    seal = max(2, int(h * rng.uniform(0.04, 0.08)))
-    draw.rectangle((int(0.04 * w), 1, int(0.96 * w), seal), fill=_rgba(scale_colour(base, 1.15)))
     arr = np.array(img)
     wr = bank.crop(rng, "wrinkle", w, h)
     yy = (np.arange(h, dtype=np.float32) / max(h - 1, 1) - 0.5)[:, None]
     xx = (np.arange(w, dtype=np.float32) / max(w - 1, 1) - 0.5)[None, :]
     volume = 1.05 - 0.9 * (xx * xx + yy * yy)  # the bag bulges: darker towards its rim
-    _shade(arr, (volume * (0.72 + 0.45 * wr))[..., None])
-    gloss = np.clip((wr - 0.7) * rng.uniform(300, 700), 0, 110 if clear else 70)[..., None]
+    shade = volume * (0.85 + 0.25 * wr)
+    seal = max(2, int(h * rng.uniform(0.05, 0.1)))
+    shade[:seal] *= 1.15  # the flat heat seal along the top catches the light
+    _shade(arr, shade[..., None])
+    gloss = np.clip((wr - 0.8) * rng.uniform(300, 700), 0, 110 if clear else 70)[..., None]
     rgb = arr[..., :3].astype(np.float32) + gloss
     arr[..., :3] = np.clip(rgb, 0, 255).astype(np.uint8)
     if clear:

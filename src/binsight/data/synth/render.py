@@ -49,10 +49,10 @@ def _face_pixels(rng: np.random.Generator, skus: list[Sku], geo: BinGeometry) ->
     px_per_in = geo.w / rng.uniform(14.0, 24.0)
     area = sum(s.quantity * fw * fh for s, (fw, fh) in zip(skus, faces, strict=True)) * px_per_in**2
     fill = area / geo.opening_area
-    lo, hi = 0.16 + 0.04 * min(len(skus), 3), rng.uniform(0.35, 0.7)
+    lo, hi = 0.25 + 0.05 * min(len(skus), 3), rng.uniform(0.45, 0.85)
     scale = 1.0 if lo <= fill <= hi else float(np.sqrt((hi if fill > hi else lo) / fill))
     out = []
-    max_w, max_h = 0.8 * geo.w, 0.8 * (geo.lip_y - geo.top)
+    max_w, max_h = 0.85 * geo.w, 0.85 * (geo.lip_y - geo.top)
     for fw, fh in faces:
         pw, ph = fw * px_per_in * scale, fh * px_per_in * scale
         shrink = min(1.0, max_w / pw, max_h / ph)

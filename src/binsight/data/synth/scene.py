@@ -56,8 +56,9 @@ def draw_bin(rng: np.random.Generator, w: int, h: int, colours: BinColours) -> t
     """Draw the empty bin (walls and floor, shadowed towards the back) and return it with its geometry."""
     top = int(h * rng.uniform(0.0, 0.07))
     lip_y = h - int(h * rng.uniform(0.06, 0.12))
-    ml, mr = int(w * rng.uniform(0.04, 0.14)), int(w * rng.uniform(0.04, 0.14))
-    floor_y = lip_y - int(h * rng.uniform(0.1, 0.24))
+    # The camera sits close to the opening: narrow side walls, a short floor, the back wall fills the frame.
+    ml, mr = int(w * rng.uniform(0.02, 0.1)), int(w * rng.uniform(0.02, 0.1))
+    floor_y = lip_y - int(h * rng.uniform(0.05, 0.16))
     back = (ml, top + int(h * rng.uniform(0.0, 0.04)), w - mr, floor_y)
     geo = BinGeometry(w, h, top, lip_y, back, floor_y)
     img = Image.new("RGB", (w, h), scale_colour(colours.fabric, rng.uniform(0.7, 0.9)))
@@ -128,15 +129,18 @@ def draw_straps(rng: np.random.Generator, img: Image.Image, geo: BinGeometry, n:
     u = xs / w
     for s in slots:
         yc = geo.top + 0.1 * h + s * span
-        band = h * rng.uniform(0.05, 0.11)
+        band = h * rng.uniform(0.07, 0.18)
         tilt = h * rng.uniform(-0.03, 0.03)
         sag = h * rng.uniform(-0.01, 0.04)
         base_y = yc + tilt * (u - 0.5) + sag * (1 - (2 * u - 1) ** 2)
-        threads = max(6, int(band / rng.uniform(1.6, 3.0)))  # evenly spaced threads, a little jitter
+        threads = max(6, int(band / rng.uniform(1.3, 2.4)))  # evenly spaced threads, a little jitter
         offsets = np.linspace(-band / 2, band / 2, threads) + rng.normal(0, 0.3, size=threads)
-        opacity = rng.uniform(0.7, 1.0)
+        opacity = rng.uniform(0.75, 1.0)
         for off in offsets:
             wobble = rng.normal(0, 0.35, size=xs.shape)
             pts = list(zip(xs.tolist(), (base_y + off + wobble).tolist(), strict=True))
-            draw.line(pts, fill=int(rng.integers(110, 230) * opacity), width=1)
-    img.paste((226, 224, 218), (0, 0, w, h), mask)
+            draw.line(pts, fill=int(rng.integers(120, 240) * opacity), width=1)
+    # Elastic thread: light grey with a faint warm or cool tint per bin.
+    tint = rng.uniform(-8, 8)
+    colour = (int(218 + tint), int(214 + rng.uniform(-4, 4)), int(212 - tint))
+    img.paste(colour, (0, 0, w, h), mask)
