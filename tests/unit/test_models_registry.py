@@ -110,3 +110,18 @@ def test_register_model_adds_a_new_architecture():
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 3)
     with pytest.raises(ValueError, match="already registered"):
         register_model("_test_linear_net")(lambda: None)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_lite0", "tiny_cnn"])
+def test_models_pickle_and_deepcopy(name):
+    import copy
+    import io
+
+    model = create_model(name, num_classes=5, head="ordinal").eval()
+    buffer = io.BytesIO()
+    torch.save(model, buffer)  # whole-module pickling: no closures or lambdas inside
+    clone = copy.deepcopy(model)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(clone(x), model(x))
+    assert buffer.tell() > 0

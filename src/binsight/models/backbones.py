@@ -6,6 +6,7 @@ flattened feature vector the original classifier would have seen.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from torch import nn
@@ -17,13 +18,15 @@ def _imagenet_cfg(input_size: int = 224) -> dict[str, object]:
     return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "input_size": input_size}
 
 
+def _load_torchvision_imagenet(arch: str, module: nn.Module) -> None:
+    from binsight.models.weights import load_torchvision_imagenet
+
+    load_torchvision_imagenet(arch, module)
+
+
 def _torchvision_loader(arch: str) -> Callable[[nn.Module], None]:
-    def load(module: nn.Module) -> None:
-        from binsight.models.weights import load_torchvision_imagenet
-
-        load_torchvision_imagenet(arch, module)
-
-    return load
+    # A partial of a module-level function (not a closure) keeps models picklable (torch.save(model), spawn).
+    return functools.partial(_load_torchvision_imagenet, arch)
 
 
 @register_model("tiny_cnn")
