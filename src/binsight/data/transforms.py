@@ -53,7 +53,7 @@ def resize_image(img: Image.Image, size: int, policy: str = "letterbox") -> Imag
 
 def to_uint8_array(img: Image.Image, size: int, policy: str = "letterbox") -> np.ndarray:
     """Decode-cache form: HWC uint8 array of the resized image."""
-    return np.asarray(resize_image(img, size, policy), dtype=np.uint8)
+    return np.array(resize_image(img, size, policy), dtype=np.uint8)  # writable: torch.from_numpy needs it
 
 
 def normalize_uint8(batch, mean: list[float], std: list[float]):
@@ -177,7 +177,7 @@ def _augment(x, g, p: dict, mean: list[float], std: list[float]):
     # Rotation about the centre, shrunk by 1/(|cos|+|sin|) so the rotated square keeps its corners in frame.
     if p["degrees"] > 0:
         cos, sin = torch.cos(angle), torch.sin(angle)
-        scale = (cos.abs() + sin.abs()) / zoom  # sampling grid scale > 1 means the image shrinks
+        scale = 1.0 / zoom + 0 * cos  # sampling grid scale > 1 means the image shrinks
         theta = torch.stack(
             [torch.stack([cos * scale, -sin * scale, torch.zeros_like(cos)], 1),
              torch.stack([sin * scale, cos * scale, torch.zeros_like(cos)], 1)],
