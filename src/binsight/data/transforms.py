@@ -177,7 +177,7 @@ def _augment(x, g, p: dict, mean: list[float], std: list[float]):
     # Rotation about the centre, shrunk by 1/(|cos|+|sin|) so the rotated square keeps its corners in frame.
     if p["degrees"] > 0:
         cos, sin = torch.cos(angle), torch.sin(angle)
-        scale = 1.0 / zoom + 0 * cos  # sampling grid scale > 1 means the image shrinks
+        scale = (cos.abs() + sin.abs()) / zoom  # sampling grid scale > 1 means the image shrinks
         theta = torch.stack(
             [torch.stack([cos * scale, -sin * scale, torch.zeros_like(cos)], 1),
              torch.stack([sin * scale, cos * scale, torch.zeros_like(cos)], 1)],
