@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep the artifact's temperature and review band instead of fitting them on val",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all CPUs)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS, else all CPUs)"
+    )
     parser.set_defaults(func=handler)
 
 

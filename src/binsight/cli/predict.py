@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     parser.add_argument("--json-list", action="store_true", help="print one JSON list instead of JSON lines")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all CPUs)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS, else all CPUs)"
+    )
     parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
     parser.set_defaults(func=handler)
 

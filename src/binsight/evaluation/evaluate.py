@@ -101,7 +101,9 @@ def predict_split(predictor, rows, batch_size: int = 32, desc: str = "predict") 
         for row in rows:
             bar.update(1)
             if str(row.label) not in index:
-                result.skipped.append((str(row.path), f"label {row.label} is not one of {predictor.class_labels}"))
+                result.skipped.append(
+                    (str(row.path), f"{row.path}: label {row.label} is not one of the classes {predictor.class_labels}")
+                )
                 continue
             try:
                 img = predictor.open_image(row.path)
@@ -112,8 +114,8 @@ def predict_split(predictor, rows, batch_size: int = 32, desc: str = "predict") 
             if len(pending) >= batch_size:
                 flush()
         flush()
-    for path, reason in result.skipped:
-        log.warning("skipped %s: %s", path, reason)
+    for _, reason in result.skipped:
+        log.warning("skipped %s", reason)
     return result
 
 

@@ -1,0 +1,198 @@
+"""`binsight evaluate` and `binsight predict` through the real CLI on a tiny run directory."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from binsight.data.transforms import EvalPreset, eval_transform
+from binsight.evaluation.metrics import classification_metrics, expected_calibration_error
+from binsight.inference.artifact import ArtifactMeta, read_meta, save_artifact
+from binsight.models import create_model
+from tests.conftest import run_cli
+
+LABELS = ["1", "2", "3", "4", "5"]
+
+
+def _write_split(folder: Path, name: str, items: list[tuple[Path, int]]) -> None:
+    lines = ["path,label,sha256,source"]
+    for path, label in items:
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        lines.append(f"{path.relative_to(folder).as_posix()},{label},{sha},test")
+    (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
+
+
+def _tensor(path: Path) -> torch.Tensor:
+    return eval_transform(EvalPreset(size=32))(Image.open(path))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A run dir: artifact (tiny_cnn, 32 px) + config.yaml pointing at a split of 19 tiny JPEGs + 1 corrupt."""
+    root = tmp_path_factory.mktemp("evalrun")
+    split = root / "split"
+    images = split / "images"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    items: dict[str, list[tuple[Path, int]]] = {"train": [], "val": [], "test": []}
+    for i, name in enumerate(["train"] * 5 + ["val"] * 6 + ["test"] * 8):
+        label = i % 5 + 1
+        # brighter images for larger counts, so predictions are not all one class
+        base = rng.integers(0, 60, (36, 44, 3)) + rng.integers(0, 90) + label * 25  # overlapping classes
+        path = images / f"{name}_{i:02d}.jpg"
+        Image.fromarray(base.clip(0, 255).astype(np.uint8)).save(path, quality=90)
+        items[name].append((path, label))
+    corrupt = images / "test_corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    items["test"].append((corrupt, 2))
+    for name, rows in items.items():
+        _write_split(split, name, rows)
+
+    run = root / "run"
+    torch.manual_seed(0)
+    model = create_model("tiny_cnn", 5)
+    # A few steps on the train images: varied, overconfident predictions on val/test (something to calibrate).
+    fit = items["train"]
+    x = torch.stack([_tensor(path) for path, _ in fit])
+    y = torch.tensor([label - 1 for _, label in fit])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(25):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    meta = ArtifactMeta(name="tiny", architecture="tiny_cnn", class_labels=LABELS, input_size=32, version="v1")
+    save_artifact(run / "artifact", model.state_dict(), meta)
+    (run / "config.yaml").write_text(f"name: tiny\nmodel: tiny_cnn\nimg_size: 32\ndata: {split}\n")
+    return run
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_run) -> tuple[Path, dict, object]:
+    proc = run_cli("evaluate", "--run", tiny_run, "--batch-size", "3", "--threads", "1")
+    return tiny_run, json.loads((tiny_run / "metrics.json").read_text()), proc
+
+
+def _read_predictions(path: Path) -> tuple[list[dict], np.ndarray]:
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    probs = np.array([[float(r[f"p_{label}"]) for label in LABELS] for r in rows])
+    return rows, probs
+
+
+def test_evaluate_writes_report_files(evaluated):
+    run, metrics, proc = evaluated
+    for name in ("metrics.json", "predictions.csv", "confusion_matrix_test.png", "mistakes_test.png"):
+        assert (run / name).is_file(), name
+    assert (run / "confusion_matrix_test_normalized.png").stat().st_size > 1000
+    assert "accuracy" in proc.stdout and "ECE" in proc.stdout
+    assert "test_corrupt.jpg" in proc.stderr  # reported, not a crash
+
+
+def test_metrics_json_matches_predictions_csv(evaluated):
+    run, metrics, _ = evaluated
+    rows, probs = _read_predictions(run / "predictions.csv")
+    assert len(rows) == 8 == metrics["n"]
+    assert metrics["skipped"] == 1
+    assert metrics["skipped_files"][0]["path"].endswith("test_corrupt.jpg")
+    y = [LABELS.index(r["label"]) for r in rows]
+    pred = [LABELS.index(r["predicted"]) for r in rows]
+    assert pred == list(probs.argmax(1))
+    ref = classification_metrics(y, pred, 5, LABELS)
+    for key in ("accuracy", "macro_f1", "weighted_f1", "rmse", "mae", "off_by_one"):
+        assert metrics[key] == pytest.approx(ref[key]), key
+    assert metrics["confusion_matrix"] == ref["confusion_matrix"]
+    assert metrics["per_class"] == ref["per_class"]
+    assert metrics["ece_after"] == pytest.approx(expected_calibration_error(probs, y), abs=1e-4)
+    assert metrics["ece"] == metrics["ece_after"]
+    assert metrics["split"] == "test"
+
+
+def test_calibration_is_fitted_on_val_and_written_to_the_artifact(evaluated):
+    run, metrics, _ = evaluated
+    assert metrics["calibrated"] is True
+    assert metrics["temperature"] > 0 and metrics["temperature"] != 1.0
+    th = metrics["review_thresholds"]
+    assert th["source"] == "default"  # 6 val images are too few to choose a band
+    meta = read_meta(run)
+    assert meta.temperature == pytest.approx(metrics["temperature"])
+    assert meta.decision_thresholds == {"review_low": th["review_low"], "review_high": th["review_high"]}
+    assert meta.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
+    assert meta.metrics["test_n"] == 8
+
+
+def test_evaluate_val_without_calibration(evaluated, tmp_path):
+    run, first, _ = evaluated
+    split_dir = run.parent / "split"
+    proc = run_cli("evaluate", "--run", run, "--split", "val", "--data", split_dir, "--no-calibrate", "--threads", "1")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["split"] == "val" and metrics["n"] == 6 and metrics["calibrated"] is False
+    assert metrics["temperature"] == pytest.approx(first["temperature"])  # kept from the artifact
+    assert (run / "confusion_matrix_val.png").is_file()
+    assert "unchanged" in proc.stdout
+
+
+def test_evaluate_without_data_is_a_clear_error(tmp_path, evaluated):
+    run, _, _ = evaluated
+    bare = tmp_path / "bare"
+    (bare / "artifact").mkdir(parents=True)
+    for f in (run / "artifact").iterdir():
+        (bare / "artifact" / f.name).write_bytes(f.read_bytes())
+    proc = run_cli("evaluate", "--run", bare, check=False)
+    assert proc.returncode == 1
+    assert "--data" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_predict_json_lines_with_check_and_corrupt_image(evaluated):
+    run, _, _ = evaluated
+    images = run.parent / "split" / "images"
+    proc = run_cli("predict", "--model", run, images, "--expected-quantity", "3", "--threads", "1", check=False)
+    assert proc.returncode == 1
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    paths = sorted(images.glob("*.jpg"))
+    assert [line["image"] for line in lines] == [str(p) for p in paths]
+    errors = [line for line in lines if "error" in line]
+    assert len(errors) == 1 and errors[0]["image"].endswith("test_corrupt.jpg")
+    assert "test_corrupt.jpg" in proc.stderr
+    meta = read_meta(run)
+    for line in lines:
+        if "error" in line:
+            continue
+        assert sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert line["class_labels"] == LABELS
+        check = line["check"]
+        assert check["expected_quantity"] == 3 and check["match"] == (line["predicted_count"] == 3)
+        p3 = line["probabilities"]["3"]
+        if check["match"] and line["confidence"] >= meta.decision_thresholds["review_high"]:
+            assert check["decision"] == "confirmed"
+        elif p3 < meta.decision_thresholds["review_low"]:
+            assert check["decision"] == "mismatch"
+        else:
+            assert check["decision"] == "review"
+
+
+def test_predict_json_list_matches_evaluate(evaluated):
+    run, _, _ = evaluated
+    # predictions.csv holds the last evaluation's rows, made with the artifact's current temperature
+    rows, probs = _read_predictions(run / "predictions.csv")
+    picked = [rows[0]["path"], rows[1]["path"]]
+    proc = run_cli("predict", "--model", run / "artifact", *picked, "--json-list", "--threads", "1")
+    out = json.loads(proc.stdout)
+    assert [o["image"] for o in out] == picked
+    for o, row, p in zip(out, rows, probs, strict=False):
+        assert "check" not in o
+        assert o["predicted_label"] == row["predicted"]
+        assert [o["probabilities"][label] for label in LABELS] == pytest.approx(list(p), abs=2e-6)
+
+
+def test_predict_nothing_to_predict(tmp_path, evaluated):
+    run, _, _ = evaluated
+    proc = run_cli("predict", "--model", run, tmp_path, check=False)
+    assert proc.returncode == 1 and "no .jpg/.jpeg/.png images" in proc.stderr
