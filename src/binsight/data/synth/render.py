@@ -75,13 +75,12 @@ def _units(rng: np.random.Generator, skus: list[Sku], geo: BinGeometry, bank: Te
 def _paste_units(rng: np.random.Generator, img: Image.Image, units: list[Unit]) -> None:
     """Paste the units back to front, each over its own soft shadow (light from the upper left)."""
     dx, dy = int(rng.integers(2, 7)), int(rng.integers(2, 6))
-    strength = rng.uniform(0.3, 0.5)
-    lut = [int(v * strength) for v in range(256)]
+    darkness = int(255 * rng.uniform(0.3, 0.5))
     for u in units:
         sw, sh = u.sprite.size
         # The coarse silhouette, enlarged bilinearly, is already a soft shadow.
-        soft = Image.fromarray(u.mask.astype(np.uint8) * 255, mode="L").resize((sw, sh), Image.BILINEAR)
-        img.paste((20, 18, 10), (u.x + dx, u.y + dy, u.x + dx + sw, u.y + dy + sh), soft.point(lut))
+        soft = Image.fromarray(u.mask.astype(np.uint8) * darkness, mode="L").resize((sw, sh), Image.BILINEAR)
+        img.paste((20, 18, 10), (u.x + dx, u.y + dy, u.x + dx + sw, u.y + dy + sh), soft)
         img.paste(u.sprite, (u.x, u.y), u.sprite)
 
 
