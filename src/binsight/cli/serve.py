@@ -1,0 +1,71 @@
+"""``binsight serve``: the real-time HTTP endpoint (SageMaker hosting contract) for a trained model."""
+
+from __future__ import annotations
+
+import argparse
+
+from binsight.cli.common import add_config_args, load_stage_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="serve a model over HTTP (SageMaker-compatible /ping and /invocations)",
+        description="Serve a run or artifact on HTTP: GET /ping, POST /invocations, "
+        "POST /endpoints/NAME/invocations (boto3 sagemaker-runtime), GET /metrics (Prometheus), GET /docs. "
+        "Requests are decoded in a thread pool and batched dynamically for one inference worker. "
+        "The server listens at once; /ping answers 503 until the model is loaded and a warm-up prediction "
+        "succeeded. SIGTERM finishes in-flight requests, then exits 0.",
+    )
+    parser.add_argument("--model", required=True, help="run directory or artifact folder")
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=None, help="TCP port (default 8080)")
+    parser.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "onnx-int8"],
+        default=None,
+        help="inference engine (default torch; onnx/onnx-int8 need `binsight export --format onnx [--int8]`)",
+    )
+    parser.add_argument("--max-batch-size", type=int, default=None, help="largest dynamic batch (default 8)")
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=None, help="how long a batch waits to fill after its first input (5)"
+    )
+    parser.add_argument(
+        "--queue-size", type=int, default=None, help="inputs allowed to wait; beyond it requests get 503 (64)"
+    )
+    parser.add_argument(
+        "--workers-threads",
+        "--threads",
+        dest="threads",
+        type=int,
+        default=None,
+        help="intra-op threads of the inference worker (default 0 = OMP_NUM_THREADS or all cores)",
+    )
+    parser.add_argument(
+        "--decode-threads", type=int, default=None, help="threads decoding images (default 0 = min(4, cores))"
+    )
+    parser.add_argument("--request-timeout", type=float, default=None, help="seconds before a 504 (default 60)")
+    add_config_args(parser)
+    parser.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    from binsight.config.schemas import ServeConfig
+    from binsight.serving.server import run_server
+
+    config = load_stage_config(
+        ServeConfig,
+        args,
+        {
+            "host": args.host,
+            "port": args.port,
+            "backend": args.backend,
+            "max_batch_size": args.max_batch_size,
+            "max_wait_ms": args.max_wait_ms,
+            "queue_size": args.queue_size,
+            "threads": args.threads,
+            "decode_threads": args.decode_threads,
+            "request_timeout": args.request_timeout,
+        },
+    )
+    return run_server(args.model, config)

@@ -1,0 +1,293 @@
+"""The ASGI app of ``binsight serve``: SageMaker's hosting contract on FastAPI.
+
+Routes: ``GET /ping``, ``POST /invocations``, ``POST /endpoints/{name}/invocations`` (the SageMaker Runtime
+path, so boto3's ``sagemaker-runtime`` client works with ``endpoint_url``), ``GET /metrics`` (Prometheus),
+``GET /docs`` (OpenAPI). With ``BINSIGHT_TEST_HOOKS=1`` also ``POST /_test/*`` hooks that kill the worker,
+slow it down or make batches fail, so tests can drive the failure paths of a real server.
+
+Example::
+
+    app = create_app("runs/train/exp", ServeConfig(max_batch_size=8))
+    uvicorn.run(app, port=8080)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from binsight import __version__
+from binsight.config.schemas import ServeConfig
+from binsight.serving.metrics import ServingMetrics
+from binsight.serving.schemas import ApiError, error_body, parse_invocation
+from binsight.serving.service import ModelService
+
+log = logging.getLogger("binsight.serving")
+access_log = logging.getLogger("binsight.access")
+
+_ENDPOINT_PATH = re.compile(r"^/endpoints/[^/]+/invocations/?$")
+_KNOWN_PATHS = {"/ping", "/invocations", "/metrics", "/docs", "/openapi.json"}
+_INVOCATION_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "application/x-image": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image_b64": {"type": "string"},
+                        "expected_quantity": {"type": "integer"},
+                        "instances": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def test_hooks_enabled() -> bool:
+    """The ``/_test/*`` routes exist only when ``BINSIGHT_TEST_HOOKS=1``."""
+    return os.environ.get("BINSIGHT_TEST_HOOKS", "") == "1"
+
+
+def metric_path(path: str) -> str:
+    """A low-cardinality path label: endpoint names collapse to ``{name}``, unknown paths to ``other``."""
+    if _ENDPOINT_PATH.match(path):
+        return "/endpoints/{name}/invocations"
+    if path in _KNOWN_PATHS or path.startswith("/_test/"):
+        return path
+    return "other"
+
+
+def error_response(err: ApiError) -> JSONResponse:
+    return JSONResponse(error_body(err.code, err.message), status_code=err.status, headers=err.headers)
+
+
+class AccessLogMiddleware:
+    """Pure ASGI middleware: request id, one JSON access-log line and the request metrics per request."""
+
+    def __init__(self, app: Any, metrics: ServingMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        request_id = (headers.get(b"x-amzn-requestid") or b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = 500
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            path = metric_path(scope.get("path", ""))
+            self.metrics.observe_request(scope.get("method", ""), path, status, elapsed)
+            code = state.get("error_code")
+            if code:
+                self.metrics.errors.labels(code).inc()
+            if path not in ("/ping", "/metrics") or status >= 400:
+                access_log.info(
+                    json.dumps(
+                        {
+                            "ts": round(time.time(), 3),
+                            "method": scope.get("method"),
+                            "path": scope.get("path"),
+                            "status": status,
+                            "ms": round(elapsed * 1000, 2),
+                            "batch_size": state.get("batch_size"),
+                            "request_id": request_id,
+                            "error": code,
+                        }
+                    )
+                )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read the request body, refusing more than ``limit`` bytes (Content-Length first, then while streaming).
+
+    Raises:
+        ApiError: 413 when the body is over the limit, 400 for a malformed Content-Length.
+    """
+    declared = request.headers.get("content-length")
+    too_large = ApiError(
+        413, "payload_too_large", f"request body is over the {limit / 1024 / 1024:.0f} MB limit; send a smaller image"
+    )
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise ApiError(400, "bad_request", f"Content-Length {declared!r} is not a number")
+        if int(declared) > limit:
+            raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(
+    model_path: str | Path,
+    config: ServeConfig | None = None,
+    *,
+    test_hooks: bool | None = None,
+    on_fatal: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """Build the endpoint's ASGI app; the model loads in the background once the app starts.
+
+    Args:
+        model_path: Run directory or artifact folder.
+        config: Serving options (defaults: :class:`ServeConfig`).
+        test_hooks: Add the ``/_test/*`` routes; default from ``BINSIGHT_TEST_HOOKS``.
+        on_fatal: Called with a message when the model cannot be loaded.
+    """
+    config = config or ServeConfig()
+    metrics = ServingMetrics()
+    service = ModelService(model_path, config, metrics, on_fatal=on_fatal)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
+        yield
+        await service.stop()
+
+    app = FastAPI(
+        title="binsight endpoint",
+        version=__version__,
+        description="Counts the items in a warehouse bin photo. SageMaker-compatible: /ping and /invocations.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.metrics = metrics
+    app.add_middleware(AccessLogMiddleware, metrics=metrics)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        request.state.error_code = exc.code
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        request.state.error_code = code
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        request.state.error_code = "internal_error"
+        return JSONResponse(error_body("internal_error", "internal server error; see the server log"), 500)
+
+    @app.get("/ping", summary="Health: 200 when the model is loaded and answers, else 503")
+    async def ping() -> JSONResponse:
+        if service.ready:
+            return JSONResponse({"status": "ready"})
+        body = {"status": service.status, **error_body("not_ready", service.detail)}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+    async def invoke(request: Request) -> JSONResponse:
+        info: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(config.request_timeout):
+                body = await read_body(request, config.max_body_bytes)
+                parsed = parse_invocation(
+                    request.headers.get("content-type"),
+                    body,
+                    request.headers.get("x-amzn-sagemaker-custom-attributes"),
+                )
+                predictions = await service.predict(parsed, info)
+        except TimeoutError:
+            raise ApiError(
+                504, "timeout", f"the prediction took longer than {config.request_timeout:g}s; retry later"
+            ) from None
+        except ApiError:
+            raise
+        except Exception:
+            log.exception("prediction failed (request %s)", getattr(request.state, "request_id", "?"))
+            raise ApiError(500, "inference_failed", "the model failed on this request; see the server log") from None
+        finally:
+            request.state.batch_size = info.get("batch_size")
+        if parsed.batched:
+            return JSONResponse({"predictions": predictions})
+        return JSONResponse(predictions[0])
+
+    @app.post(
+        "/invocations",
+        summary="Predict the item count of one image (or a JSON batch)",
+        openapi_extra=_INVOCATION_BODY_DOC,
+    )
+    async def invocations(request: Request) -> JSONResponse:
+        return await invoke(request)
+
+    @app.post(
+        "/endpoints/{name}/invocations",
+        summary="SageMaker Runtime path (boto3 invoke_endpoint); same as /invocations",
+        openapi_extra=_INVOCATION_BODY_DOC,
+    )
+    async def endpoint_invocations(name: str, request: Request) -> JSONResponse:
+        return await invoke(request)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        data, content_type = metrics.render()
+        return Response(data, media_type=content_type)
+
+    if test_hooks_enabled() if test_hooks is None else test_hooks:
+        _add_test_hooks(app, service)
+    return app
+
+
+def _add_test_hooks(app: FastAPI, service: ModelService) -> None:
+    """Routes that drive the failure paths of a real server (only with BINSIGHT_TEST_HOOKS=1)."""
+
+    def batcher():
+        if service.batcher is None:
+            raise ApiError(503, "not_ready", "the model is still loading", {"Retry-After": "1"})
+        return service.batcher
+
+    @app.post("/_test/kill-worker", include_in_schema=False)
+    async def kill_worker(restart_after_ms: float = 0.0) -> dict:
+        service.restart_hold_s = max(0.0, restart_after_ms) / 1000.0
+        batcher().kill()
+        return {"killed": True}
+
+    @app.post("/_test/delay", include_in_schema=False)
+    async def delay(ms: float = 0.0) -> dict:
+        batcher().delay_s = max(0.0, ms) / 1000.0
+        return {"delay_ms": ms}
+
+    @app.post("/_test/fail-batches", include_in_schema=False)
+    async def fail_batches(n: int = 1) -> dict:
+        service.fail_next_batches = max(0, n)
+        return {"fail_next_batches": service.fail_next_batches}

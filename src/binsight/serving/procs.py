@@ -1,0 +1,153 @@
+"""Process and port helpers for endpoint supervisors, built on ``/proc`` (Linux) and ``os.kill``.
+
+A supervisor runs in its own session, so its process group id is its pid and every model server it starts
+is in that group. Stopping an endpoint therefore means stopping that group — even when the supervisor
+itself is gone and only an orphaned server is left. Every kill checks the target's command line first, so a
+recycled pid is never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+SUPERVISOR_MODULE = "binsight.serving.supervisor"
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid pgrp ..." — comm may hold spaces and parentheses, so split after the last ')'.
+    return text[text.rfind(")") + 2 :].split()
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when ``pid`` is a running process (a zombie, already dead but not yet reaped, counts as gone)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    fields = _stat_fields(pid)
+    if fields is None:
+        return True  # no /proc (not Linux): os.kill said it exists
+    return fields[0] not in ("Z", "X")
+
+
+def cmdline(pid: int) -> list[str]:
+    """The argv of ``pid`` ([] when it is gone or unreadable)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def is_binsight_process(pid: int) -> bool:
+    return pid_alive(pid) and any("binsight" in part for part in cmdline(pid))
+
+
+def is_supervisor(pid: int | None, name: str | None = None) -> bool:
+    """True when ``pid`` is a live endpoint supervisor (for endpoint ``name`` when given)."""
+    if not pid or not pid_alive(pid):
+        return False
+    argv = cmdline(pid)
+    if SUPERVISOR_MODULE not in argv:
+        return False
+    return name is None or (bool(argv) and argv[-1] == name)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live binsight processes in process group ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields and len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            if any("binsight" in part for part in cmdline(int(entry.name))):
+                members.append(int(entry.name))
+    return members
+
+
+def find_supervisors(home: Path) -> dict[int, str]:
+    """Every live supervisor process using the registry in ``home``: {pid: endpoint name}."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        argv = cmdline(int(entry.name))
+        if SUPERVISOR_MODULE in argv and "--home" in argv:
+            i = argv.index("--home")
+            if i + 1 < len(argv) and Path(argv[i + 1]) == home and pid_alive(int(entry.name)):
+                found[int(entry.name)] = argv[-1]
+    return found
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_group(pgid: int, timeout: float = 20.0) -> bool:
+    """Stop a supervisor's process group: SIGTERM (the leader, or every member when the leader is gone),
+    wait up to ``timeout`` seconds, then SIGKILL what is left.
+
+    Returns:
+        True when something had to be killed with SIGKILL.
+    """
+    members = group_members(pgid)
+    if not members:
+        return False
+    targets = [pgid] if pgid in members else members
+    for pid in targets:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not group_members(pgid):
+            return False
+        time.sleep(0.1)
+    left = group_members(pgid)
+    for pid in left:
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bool(left)
+
+
+def port_free(host: str, port: int) -> bool:
+    """True when nothing listens on ``host:port`` and it can be bound."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free now (another process may still take it before we bind: callers retry)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port_free(host: str, port: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_free(host, port):
+            return True
+        time.sleep(0.1)
+    return port_free(host, port)
