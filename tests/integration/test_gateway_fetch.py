@@ -10,6 +10,7 @@ import socket
 
 import pytest
 
+from binsight.gateway.addresses import parse_ip
 from binsight.gateway.errors import GatewayError
 from binsight.gateway.fetch import fetch_url
 from binsight.gateway.settings import FetchPolicy
@@ -143,3 +144,44 @@ def test_connection_refused_is_502():
 
     err = fetch_error(f"http://127.0.0.1:{free_port()}/img.jpg")
     assert err.status == 502 and err.code == "source_unreachable"
+
+
+def fake_resolver(monkeypatch, answers: dict[str, list[str]]) -> list[str]:
+    """Answer getaddrinfo from ``answers`` (no DNS traffic) and record every lookup."""
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in answers:  # socket.create_connection "resolving" the pinned literal IP
+            assert parse_ip(host) is not None, f"unexpected lookup of {host}"
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        return [
+            (socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))
+            for ip in answers[host]
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return lookups
+
+
+def test_every_resolved_address_is_checked(monkeypatch, no_network):
+    monkeypatch.undo()  # replace the no-network spies with a resolver that answers, keeping connections refused
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("connected"))
+    fake_resolver(monkeypatch, {"mixed.example": ["93.184.216.34", "10.0.0.1"]})
+    err = fetch_error("http://mixed.example/img.jpg", FetchPolicy())
+    assert err.status == 403 and "10.0.0.1" in err.message
+
+
+def test_host_name_resolved_once_and_connection_pinned(monkeypatch, images):
+    lookups = fake_resolver(monkeypatch, {"bins.test": ["127.0.0.1"]})
+    fetched = fetch_url(f"http://bins.test:{images.port}/img.jpg", FetchPolicy.with_allowed(["bins.test"]))
+    assert fetched.data == images.jpeg
+    assert lookups == ["bins.test"]  # one lookup: nothing can re-resolve the name to another address
+    assert images.requests[-1]["headers"]["host"] == f"bins.test:{images.port}"
+
+
+def test_localhost_name_is_refused(images):
+    err = fetch_error(f"http://localhost:{images.port}/img.jpg", FetchPolicy())
+    assert err.status == 403
+    assert images.requests == []
