@@ -75,7 +75,7 @@ def compute_features(
     out = []
     n = images.shape[0]
     for start in progress(range(0, n, batch_size), desc=desc, unit="batch"):
-        chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+        chunk = torch.from_numpy(np.array(images[start : start + batch_size]))
         x = normalize_uint8(chunk.to(device), mean, std)
         if flip:
             x = x.flip(3)

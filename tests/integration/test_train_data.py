@@ -1,0 +1,48 @@
+"""Split folders as training data: classes, decode-cache reuse across runs, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from binsight.data import cache
+from binsight.data.manifest import read_manifest, write_manifest
+from binsight.errors import DataError
+from binsight.training.data import load_split_data
+from tests.integration.train_helpers import make_split
+
+
+@pytest.fixture
+def split(tmp_path):
+    return make_split(tmp_path / "data", n_train=6, n_val=3, n_test=3)
+
+
+def test_second_load_does_not_decode(split, tmp_path, monkeypatch):
+    calls = []
+    real = cache._decode_one
+    monkeypatch.setattr(cache, "_decode_one", lambda *a: calls.append(a[0]) or real(*a))
+    first = load_split_data(split, 32, "letterbox", tmp_path / "cache")
+    assert len(calls) == 9 and first.train.built and first.val.built
+    second = load_split_data(split, 32, "letterbox", tmp_path / "cache")
+    assert len(calls) == 9, "the second run decoded images again"
+    assert not second.train.built and second.train.folder == first.train.folder
+    assert second.classes == [1, 2, 3] and second.train_targets.tolist() == [0, 1, 2, 0, 1, 2]
+    assert load_split_data(split, 48, "letterbox", tmp_path / "cache").train.folder != first.train.folder
+
+
+def test_classes_come_from_the_split_summary(split, tmp_path):
+    (split / "split_summary.json").write_text(json.dumps({"classes": [1, 2, 3, 4, 5]}))
+    data = load_split_data(split, 32, "letterbox", tmp_path / "cache")
+    assert data.classes == [1, 2, 3, 4, 5] and data.class_counts() == [2, 2, 2, 0, 0]
+
+
+def test_empty_val_and_foreign_labels_are_reported(split, tmp_path):
+    (split / "split_summary.json").write_text(json.dumps({"classes": [1, 2]}))
+    with pytest.raises(DataError, match=r"labels \[3\] outside the split's classes \[1, 2\]"):
+        load_split_data(split, 32, "letterbox", tmp_path / "cache")
+    (split / "split_summary.json").unlink()
+    write_manifest(split / "val.csv", [])
+    with pytest.raises(DataError, match="val.csv has no rows"):
+        load_split_data(split, 32, "letterbox", tmp_path / "cache")
+    assert read_manifest(split / "train.csv")
