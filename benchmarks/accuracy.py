@@ -1,0 +1,217 @@
+"""Accuracy benchmark: binsight's recipe vs the capstone report's recipe, trained and tested on one fixed split.
+
+    .venv/bin/python benchmarks/accuracy.py [--dataset abid|synth] [--recipes seed-baseline,abid] [--epochs N]
+                                            [--set key=value ...] [--threads 2]
+
+``--dataset abid`` (default) splits ``../shared/abid-sample/labels.csv`` once, stratified 80/10/10 with seed 42
+(``binsight.data.split.split_dataset``), into ``$BINSIGHT_BENCH_DIR/abid-split`` (default
+``/tmp/binsight-bench``; never inside the repository). ``--dataset synth`` generates SynthBins with the
+report's 10,441 images and class mix (seed 0) and splits them with val 0.09968 / test 0.10052, which gives
+the report's val and test sizes (1,041 / 1,049; train gets 8,351, the report's 8,348 plus the 3 images its
+own totals leave unaccounted for).
+
+Every recipe (``configs/<name>.yaml`` or a YAML path) is trained with ``binsight.training.run.train`` on the
+train split, early-stopped on val, and evaluated on the test split with
+``binsight.evaluation.evaluate.evaluate_run`` (temperature fitted on val; accuracy and F1 do not depend on
+it). Results go to ``benchmarks/results/accuracy_<dataset>.json`` and a table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+ABID_SAMPLE = REPO.parent / "shared" / "abid-sample"
+SYNTH_N = 10_441
+SYNTH_SPLIT = (0.09968, 0.10052)  # → 8,351 / 1,041 / 1,049 with the report's class mix
+COLUMNS = [
+    ("accuracy", "acc"),
+    ("macro_f1", "macro-F1"),
+    ("macro_precision", "macro-P"),
+    ("macro_recall", "macro-R"),
+    ("rmse", "RMSE"),
+    ("off_by_one", "off-by-1"),
+    ("ece", "ECE"),
+]
+
+
+def bench_dir() -> Path:
+    """Where splits, caches and runs go: ``$BINSIGHT_BENCH_DIR`` or ``/tmp/binsight-bench``."""
+    return Path(os.environ.get("BINSIGHT_BENCH_DIR", "/tmp/binsight-bench"))
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (``unknown`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def make_split(dataset: str, root: Path, synth_n: int = SYNTH_N) -> tuple[Path, dict]:
+    """The benchmark's fixed split folder for ``dataset`` (built once, then reused).
+
+    Returns:
+        ``(split_dir, summary)`` where ``summary`` is ``split_summary.json``.
+    """
+    from binsight.config.schemas import SplitConfig, SynthConfig
+    from binsight.data.split import split_dataset
+
+    if dataset == "abid":
+        src, out, cfg = ABID_SAMPLE / "labels.csv", root / "abid-split", SplitConfig(seed=42, val=0.1, test=0.1)
+        if not src.is_file():
+            raise SystemExit(f"{src} is missing: the ABID sample lives in ../shared/abid-sample next to the repo")
+    else:
+        from binsight.data.synth import generate
+
+        src = root / f"synth-{synth_n}"
+        if not (src / "synth.json").is_file():
+            print(f"generating {synth_n} SynthBins images into {src} ...", flush=True)
+            generate(src, SynthConfig(n=synth_n, seed=0, mix="udacity"), show_progress=False, overwrite=True)
+        out, cfg = root / f"synth-{synth_n}-split", SplitConfig(seed=42, val=SYNTH_SPLIT[0], test=SYNTH_SPLIT[1])
+    summary_file = out / "split_summary.json"
+    if not summary_file.is_file():
+        split_dataset(src, out, cfg, show_progress=False)
+    return out, json.loads(summary_file.read_text())
+
+
+def recipe_path(name: str) -> Path:
+    """``configs/<name>.yaml`` for a bare name, else the path itself."""
+    path = Path(name)
+    return path if path.suffix in (".yaml", ".yml") else REPO / "configs" / f"{name}.yaml"
+
+
+def run_recipe(recipe: str, split_dir: Path, root: Path, dataset: str, overrides: list[str], threads: int) -> dict:
+    """Train ``recipe`` on ``split_dir`` and evaluate it on the test split; returns the result entry."""
+    import shutil
+
+    from binsight.config.loader import load_config
+    from binsight.config.schemas import TrainConfig
+    from binsight.evaluation.evaluate import evaluate_run
+    from binsight.training.run import train
+
+    path = recipe_path(recipe)
+    cfg = load_config(TrainConfig, path, overrides)
+    cfg = replace(cfg, data=str(split_dir), cache_dir=str(root / "cache"))
+    run_dir = root / "runs" / f"accuracy-{dataset}" / path.stem
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # a benchmark run always trains from scratch
+    load_before = os.getloadavg()[0]
+    t0 = time.monotonic()
+    result = train(cfg, out=run_dir, handle_signals=False)
+    train_seconds = time.monotonic() - t0
+    t1 = time.monotonic()
+    metrics = evaluate_run(run_dir, split="test", threads=threads)
+    eval_seconds = time.monotonic() - t1
+    entry = {
+        "recipe": path.stem,
+        "config": str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path),
+        "overrides": overrides,
+        "model": cfg.model,
+        "img_size": cfg.img_size,
+        "resize": cfg.resize,
+        "epochs_planned": cfg.epochs,
+        "epochs_run": len(result.history),
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "val_macro_f1": result.best_metrics["macro_f1"],
+        "val_accuracy": result.best_metrics["accuracy"],
+        "test": {key: metrics[key] for key, _ in COLUMNS},
+        "test_n": metrics["n"],
+        "test_per_class_f1": {label: round(v["f1"], 4) for label, v in metrics["per_class"].items()},
+        "test_confusion_matrix": metrics["confusion_matrix"],
+        "temperature": metrics["temperature"],
+        "ece_before": metrics["ece_before"],
+        "train_seconds": round(train_seconds, 1),
+        "eval_seconds": round(eval_seconds, 1),
+        "seconds_per_epoch": round(train_seconds / max(1, len(result.history)), 1),
+        "load_avg_1min_before": round(load_before, 2),
+        "load_avg_1min_after": round(os.getloadavg()[0], 2),
+        "history": result.history,
+        "run_dir": str(run_dir),
+    }
+    return entry
+
+
+def format_table(entries: list[dict]) -> str:
+    """A Markdown table of the test metrics per recipe."""
+    head = "| recipe | " + " | ".join(label for _, label in COLUMNS) + " | val macro-F1 | epochs (best) | train s |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
+    for e in entries:
+        cells = [f"{e['test'][key]:.3f}" for key, _ in COLUMNS]
+        lines.append(
+            f"| {e['recipe']} | "
+            + " | ".join(cells)
+            + f" | {e['val_macro_f1']:.3f} | {e['epochs_run']} ({e['best_epoch']}) | {e['train_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=("abid", "synth"), default="abid")
+    parser.add_argument("--recipes", default="seed-baseline,abid", help="comma-separated configs/ names or YAML paths")
+    parser.add_argument("--epochs", type=int, default=0, help="override every recipe's epochs (0 = keep)")
+    parser.add_argument("--img-size", type=int, default=0, help="override every recipe's img_size (0 = keep)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra override, all recipes")
+    parser.add_argument("--synth-n", type=int, default=SYNTH_N, help="SynthBins images (default: the report's 10,441)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON (default results/accuracy_<dataset>.json)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("BINSIGHT_NO_PROGRESS", "1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    root = bench_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    overrides = list(args.set)
+    if args.epochs:
+        overrides.append(f"epochs={args.epochs}")
+    if args.img_size:
+        overrides.append(f"img_size={args.img_size}")
+
+    split_dir, summary = make_split(args.dataset, root, args.synth_n)
+    entries = []
+    for recipe in [r.strip() for r in args.recipes.split(",") if r.strip()]:
+        print(f"== {recipe} on {args.dataset} ({split_dir})", flush=True)
+        entries.append(run_recipe(recipe, split_dir, root, args.dataset, overrides, args.threads))
+    report = {
+        "benchmark": "accuracy",
+        "dataset": args.dataset,
+        "command": "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model(), "python": platform.python_version()},
+        "torch_threads": args.threads,
+        "split": {
+            "dir": str(split_dir),
+            "seed": summary.get("seed"),
+            "sizes": {name: summary.get("totals", {}).get(name) for name in ("train", "val", "test")},
+            "summary": {k: summary[k] for k in ("counts", "totals") if k in summary},
+        },
+        "recipes": entries,
+    }
+    out = args.out or RESULTS / f"accuracy_{args.dataset}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_table(entries))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Training throughput: epochs of ``binsight train`` vs the capstone report's loop, measured in the same run.
+
+    .venv/bin/python benchmarks/train_throughput.py [--n 500] [--model efficientnet_lite0] [--img-size 224]
+                                                    [--batch-size 32] [--epochs 3] [--threads 2]
+
+Data: ``--n`` SynthBins images (seed 0, ABID-sized JPEGs) split 80/10/10 into ``$BINSIGHT_BENCH_DIR``
+(default ``/tmp/binsight-bench``), so 400 training images at the default ``--n 500``.
+
+Variants, each in its own subprocess (so peak memory is that variant's own):
+
+- ``seed``: ``benchmarks/seed_style_train.py`` — ImageFolder-like dataset, PIL ``Resize``/``CenterCrop``/
+  ``ToTensor``/``Normalize``, ``DataLoader(num_workers=2)``; decodes every image every epoch.
+- ``binsight``: ``binsight.training.run.train`` (what ``binsight train`` runs) with the same model, weights,
+  resolution, centre-crop preprocessing, batch size, optimiser and no augmentation, starting from an empty
+  decode cache. Epoch 1 includes building the cache; epochs 2+ read it (memory-mapped uint8).
+
+Each epoch is train + validation; epoch 1 of both variants includes building the model and data. Every epoch
+is timed from the end of the previous one, so checkpoint writes (binsight saves ``last.pt``/``best.pt`` every
+epoch) are counted. Peak memory is ``ru_maxrss`` of the variant's process, plus that of its own children
+(the DataLoader workers) reported separately. Writes ``benchmarks/results/train_throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "train_throughput.json"
+
+
+def bench_dir() -> Path:
+    return Path(os.environ.get("BINSIGHT_BENCH_DIR", "/tmp/binsight-bench"))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def make_data(n: int) -> Path:
+    """A SynthBins split of ``n`` images (built once, then reused)."""
+    from binsight.config.schemas import SplitConfig, SynthConfig
+    from binsight.data.split import split_dataset
+    from binsight.data.synth import generate
+
+    root = bench_dir()
+    src, out = root / f"synth-{n}", root / f"synth-{n}-split"
+    if not (src / "synth.json").is_file():
+        generate(src, SynthConfig(n=n, seed=0), show_progress=False, overwrite=True)
+    if not (out / "split_summary.json").is_file():
+        split_dataset(src, out, SplitConfig(seed=42, val=0.1, test=0.1), show_progress=False)
+    return out
+
+
+def child_binsight(args: argparse.Namespace) -> dict:
+    """Run ``train`` for ``args.epochs`` epochs on an empty cache; time each epoch."""
+    import torch
+
+    from binsight.config.schemas import TrainConfig
+    from binsight.training.run import train
+
+    torch.set_num_threads(args.threads)
+    work = bench_dir() / "throughput-binsight"
+    shutil.rmtree(work, ignore_errors=True)
+    cfg = TrainConfig(
+        name="throughput",
+        data=str(args.data),
+        model=args.model,
+        weights=args.weights,
+        img_size=args.img_size,
+        resize="center_crop",
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer="adam",
+        lr=2.0e-5,
+        weight_decay=1.34e-6,
+        scheduler="none",
+        patience=0,
+        augment="none",
+        amp="off",
+        cache_dir=str(work / "cache"),
+    )
+    ends: list[float] = []
+    t_start = time.monotonic()
+    result = train(cfg, out=work / "run", on_epoch_end=[lambda e, row: ends.append(time.monotonic())])
+    t_done = time.monotonic()
+    epoch_seconds = [ends[0] - t_start] + [b - a for a, b in zip(ends, ends[1:], strict=False)]
+    return {
+        "n_train": int(len(result.history) and _count_rows(args.data / "train.csv")),
+        "n_val": _count_rows(args.data / "val.csv"),
+        "epoch_seconds": epoch_seconds,
+        "train_loop_seconds": [row["seconds"] for row in result.history],  # batches + validation, per trainer
+        "finish_seconds": t_done - ends[-1],  # artifact export and plots after the last epoch
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
+
+
+def _count_rows(csv_path: Path) -> int:
+    with open(csv_path, encoding="utf-8") as f:
+        return max(0, sum(1 for _ in f) - 1)
+
+
+def child_seed(args: argparse.Namespace) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from seed_style_train import seed_style_train
+
+    return seed_style_train(
+        args.data, args.model, args.img_size, args.batch_size, args.epochs, weights=args.weights, threads=args.threads
+    )
+
+
+def run_child(variant: str, args: argparse.Namespace, data: Path) -> dict:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        variant,
+        "--data",
+        str(data),
+        "--model",
+        args.model,
+        "--weights",
+        args.weights,
+        "--img-size",
+        str(args.img_size),
+        "--batch-size",
+        str(args.batch_size),
+        "--epochs",
+        str(args.epochs),
+        "--threads",
+        str(args.threads),
+    ]
+    env = {**os.environ, "BINSIGHT_NO_PROGRESS": "1"}
+    load_before = os.getloadavg()[0]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{variant} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    n = out["n_train"]
+    out.update(
+        variant=variant,
+        process_wall_seconds=round(wall, 2),
+        images_per_s=[round(n / s, 2) for s in out["epoch_seconds"]],
+        epoch_seconds=[round(s, 2) for s in out["epoch_seconds"]],
+        load_avg_1min_before=round(load_before, 2),
+        load_avg_1min_after=round(os.getloadavg()[0], 2),
+    )
+    return out
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = ["| variant | epoch | seconds | train images/s | peak RSS MB (+ workers) |", "|---|---|---|---|---|"]
+    for r in rows:
+        for i, (s, ips) in enumerate(zip(r["epoch_seconds"], r["images_per_s"], strict=True), 1):
+            mem = f"{r['peak_rss_mb']:.0f}" + (
+                f" (+{r['peak_rss_children_mb']:.0f})" if r["peak_rss_children_mb"] > 1 else ""
+            )
+            lines.append(f"| {r['variant']} | {i}{' (cold)' if i == 1 else ''} | {s:.1f} | {ips:.1f} | {mem} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=500, help="SynthBins images (80%% train)")
+    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--weights", default="imagenet")
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per variant")
+    parser.add_argument("--child", choices=("binsight", "seed"), help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        out = child_binsight(args) if args.child == "binsight" else child_seed(args)
+        print(json.dumps(out))
+        return 0
+
+    data = make_data(args.n)
+    rows = [run_child(v, args, data) for v in ("seed", "binsight")]
+    seed, ours = rows
+    report = {
+        "benchmark": "train_throughput",
+        "command": "python benchmarks/train_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model(), "python": platform.python_version()},
+        "setup": {
+            "data": f"SynthBins n={args.n} seed 0, split 80/10/10 (seed 42)",
+            "model": args.model,
+            "weights": args.weights,
+            "img_size": args.img_size,
+            "batch_size": args.batch_size,
+            "resize": "center_crop (both)",
+            "optimizer": "adam lr 2e-5, no augmentation",
+            "torch_threads": args.threads,
+            "epoch": "train split + val pass; epoch 1 includes model and data setup",
+        },
+        "seed": seed,
+        "binsight": ours,
+        "speedup_epoch1_cold": round(seed["epoch_seconds"][0] / ours["epoch_seconds"][0], 2),
+        "speedup_warm_epochs": round(sum(seed["epoch_seconds"][1:]) / max(1e-9, sum(ours["epoch_seconds"][1:])), 2)
+        if args.epochs > 1
+        else None,
+        "memory_ratio_seed_over_binsight": round(
+            (seed["peak_rss_mb"] + seed["peak_rss_children_mb"]) / ours["peak_rss_mb"], 2
+        ),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_table(rows))
+    print(f"speedup epoch 1 (cold): {report['speedup_epoch1_cold']}x, epochs 2+: {report['speedup_warm_epochs']}x")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
