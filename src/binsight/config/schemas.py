@@ -132,6 +132,16 @@ class TrainConfig:
             raise ValueError("label_smoothing must be in [0, 1)")
         if self.patience < 0:
             raise ValueError("patience must be >= 0 (0 disables early stopping)")
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.focal_gamma < 0:
+            raise ValueError("weight_decay, grad_clip and focal_gamma must be >= 0")
+        if not 0 <= self.momentum < 1:
+            raise ValueError("momentum must be in [0, 1)")
+        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
+            raise ValueError("warmup_epochs must be in [0, epochs]")
+        if self.step_size < 1 or not 0 < self.step_gamma <= 1:
+            raise ValueError("step_size must be >= 1 epoch and step_gamma in (0, 1]")
+        if self.max_runtime < 0 or self.max_train_batches < 0 or self.num_workers < 0:
+            raise ValueError("max_runtime, max_train_batches and num_workers must be >= 0 (0 = off / automatic)")
         if self.head == "ordinal" and self.loss != "ordinal":
             raise ValueError("head 'ordinal' needs loss 'ordinal'")
         if self.loss == "ordinal" and self.head != "ordinal":
