@@ -46,3 +46,20 @@ def test_empty_val_and_foreign_labels_are_reported(split, tmp_path):
     with pytest.raises(DataError, match="val.csv has no rows"):
         load_split_data(split, 32, "letterbox", tmp_path / "cache")
     assert read_manifest(split / "train.csv")
+
+
+def test_default_config_file_documents_every_key():
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from binsight.config import load_config
+    from binsight.config.schemas import TrainConfig
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "train-default.yaml"
+    keys = list(yaml.safe_load(path.read_text()))
+    assert sorted(keys) == sorted(f.name for f in dataclasses.fields(TrainConfig)), "file and TrainConfig differ"
+    assert load_config(TrainConfig, path) == TrainConfig(), "train-default.yaml must hold the library defaults"
+    commented = {line.split(":")[0] for line in path.read_text().splitlines() if "#" in line and ":" in line}
+    assert set(keys) <= commented, f"keys without a comment: {set(keys) - commented}"
