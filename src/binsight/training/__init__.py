@@ -18,7 +18,7 @@ _EXPORTS = {
     "TrainResult": "binsight.training.run",
     "RESUMABLE_KEYS": "binsight.training.run",
     "Trainer": "binsight.training.trainer",
-    "FitResult": "binsight.training.trainer",
+    "FitResult": "binsight.training.records",
     "StopFlag": "binsight.training.signals",
     "stop_on_signals": "binsight.training.signals",
     "Dist": "binsight.training.distributed",

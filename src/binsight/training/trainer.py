@@ -9,13 +9,9 @@ epoch-start state, early-stopping state, history and the partial epoch's sums) g
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +25,7 @@ from binsight.training.checkpoint import CheckpointManager
 from binsight.training.data import SplitData, balanced_weights, batch_slices, epoch_order, gather, sequential_batches
 from binsight.training.distributed import Dist, unwrap
 from binsight.training.optim import LRSchedule, build_optimizer
+from binsight.training.records import BestSoFar, EpochSums, FitResult, write_metrics_csv
 from binsight.training.runtime import (
     TimeBudget,
     amp_dtype,
@@ -40,56 +37,12 @@ from binsight.training.runtime import (
     set_rng_state,
 )
 from binsight.training.signals import StopFlag
-from binsight.utils.io import atomic_write_text
 from binsight.utils.progress import progress
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
-METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr", "seconds"]
 EpochCallback = Callable[[int, dict[str, Any]], None]
-
-
-@dataclass
-class FitResult:
-    """What :meth:`Trainer.fit` returns.
-
-    Attributes:
-        history: one row per finished epoch (the ``metrics.csv`` columns).
-        best_epoch: 1-based epoch of the best validation macro-F1.
-        best_metrics: validation metrics of that epoch (``classification_metrics`` plus ``loss``).
-        stopped_early: early stopping ended the run before ``epochs``.
-    """
-
-    history: list[dict[str, Any]]
-    best_epoch: int
-    best_metrics: dict[str, Any]
-    stopped_early: bool
-
-
-@dataclass
-class _EpochSums:
-    loss: float = 0.0
-    correct: int = 0
-    seen: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
-class _Best:
-    epoch: int = 0
-    f1: float = -math.inf
-    metrics: dict[str, Any] = field(default_factory=dict)
-    bad_epochs: int = 0
-
-
-def write_metrics_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """Write ``metrics.csv`` (one row per epoch) atomically."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return atomic_write_text(path, buf.getvalue())
 
 
 class Trainer:
@@ -158,8 +111,8 @@ class Trainer:
         self.step = 0  # optimizer steps so far
         self.lr = cfg.lr
         self.epoch_sampler_state = self.sampler_gen.get_state()
-        self.sums = _EpochSums()
-        self.best = _Best()
+        self.sums = EpochSums()
+        self.best = BestSoFar()
         self.history: list[dict[str, Any]] = []
         self.finished = False
         self.stopped_early = False
@@ -211,8 +164,8 @@ class Trainer:
         self.sampler_gen.set_state(state["sampler_state"])
         self.aug_gen.set_state(state["aug_state"])
         set_rng_state(state["rng"])
-        self.sums = _EpochSums(**state["sums"])
-        self.best = _Best(**state["best"])
+        self.sums = EpochSums(**state["sums"])
+        self.best = BestSoFar(**state["best"])
         self.history = list(state["history"])
         self.finished, self.stopped_early = bool(state["finished"]), bool(state["stopped_early"])
 
@@ -256,7 +209,7 @@ class Trainer:
             self.sampler_gen.set_state(self.epoch_sampler_state)  # replay this epoch's order
         else:
             self.epoch_sampler_state = self.sampler_gen.get_state()
-            self.sums = _EpochSums()
+            self.sums = EpochSums()
         order = epoch_order(len(self.data.train), self.sampler_gen, self.sample_weights)
         batches = batch_slices(order, cfg.batch_size, cfg.max_train_batches)
         self.train_one_epoch(batches)
@@ -389,11 +342,11 @@ class Trainer:
         self.history.append(row)
         improved = val["macro_f1"] > self.best.f1
         if improved:
-            self.best = _Best(epoch=e + 1, f1=val["macro_f1"], metrics=val, bad_epochs=0)
+            self.best = BestSoFar(epoch=e + 1, f1=val["macro_f1"], metrics=val, bad_epochs=0)
         else:
             self.best.bad_epochs += 1
         self.epoch, self.batch_in_epoch = e + 1, 0
-        self.sums = _EpochSums()
+        self.sums = EpochSums()
         if cfg.patience > 0 and self.best.bad_epochs >= cfg.patience and self.epoch < cfg.epochs:
             self.stopped_early = True
         self.finished = self.stopped_early or self.epoch >= cfg.epochs
