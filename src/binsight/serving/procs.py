@@ -8,6 +8,7 @@ recycled pid is never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -72,9 +73,14 @@ def group_members(pgid: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         fields = _stat_fields(int(entry.name))
-        if fields and len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            if any("binsight" in part for part in cmdline(int(entry.name))):
-                members.append(int(entry.name))
+        if (
+            fields
+            and len(fields) > 2
+            and fields[2] == str(pgid)
+            and fields[0] not in ("Z", "X")
+            and any("binsight" in part for part in cmdline(int(entry.name)))
+        ):
+            members.append(int(entry.name))
     return members
 
 
@@ -93,14 +99,12 @@ def find_supervisors(home: Path) -> dict[int, str]:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def stop_group(pgid: int, timeout: float = 20.0) -> bool:
-    """Stop a supervisor's process group: SIGTERM (the leader, or every member when the leader is gone),
+    """Stop a supervisor's process group: SIGTERM to the leader (or to every member once the leader is gone),
     wait up to ``timeout`` seconds, then SIGKILL what is left.
 
     Returns:
@@ -109,14 +113,16 @@ def stop_group(pgid: int, timeout: float = 20.0) -> bool:
     members = group_members(pgid)
     if not members:
         return False
-    targets = [pgid] if pgid in members else members
-    for pid in targets:
-        _signal(pid, signal.SIGTERM)
+    signalled: set[int] = set()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not group_members(pgid):
-            return False
+    while members and time.monotonic() < deadline:
+        # The leader (supervisor) stops its own children; members left without a leader get SIGTERM directly.
+        for pid in [pgid] if pgid in members else members:
+            if pid not in signalled:
+                _signal(pid, signal.SIGTERM)
+                signalled.add(pid)
         time.sleep(0.1)
+        members = group_members(pgid)
     left = group_members(pgid)
     for pid in left:
         _signal(pid, signal.SIGKILL)
@@ -151,3 +157,11 @@ def wait_port_free(host: str, port: int, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.1)
     return port_free(host, port)
+
+
+def signal_process(pid: int | None, sig_name: str) -> bool:
+    """Send ``SIGHUP``/``SIGTERM``… to a live supervisor; returns False when there is none to signal."""
+    if not is_supervisor(pid):
+        return False
+    _signal(int(pid), getattr(signal, sig_name))
+    return True
