@@ -196,3 +196,27 @@ def test_predict_nothing_to_predict(tmp_path, evaluated):
     run, _, _ = evaluated
     proc = run_cli("predict", "--model", run, tmp_path, check=False)
     assert proc.returncode == 1 and "no .jpg/.jpeg/.png images" in proc.stderr
+
+
+def test_evaluate_on_real_abid_photos(abid_sample, tmp_path, evaluated):
+    """Real bin photos (decode + letterbox of full-size JPEGs): 12 test images from the sample."""
+    run, _, _ = evaluated
+    with (abid_sample / "labels.csv").open() as f:
+        picked = [r for r in csv.DictReader(f) if r["expected_quantity"] in LABELS][:18]
+    split = tmp_path / "abid-split"
+    split.mkdir()
+    for name, rows in (("train", picked[:0]), ("val", picked[:6]), ("test", picked[6:])):
+        lines = ["path,label,sha256,source"]
+        for r in rows:
+            image = abid_sample / r["file"]
+            lines.append(f"{image},{r['expected_quantity']},{hashlib.sha256(image.read_bytes()).hexdigest()},abid")
+        (split / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    real_run = tmp_path / "real-run"
+    (real_run / "artifact").mkdir(parents=True)
+    for f in (run / "artifact").iterdir():
+        (real_run / "artifact" / f.name).write_bytes(f.read_bytes())
+    run_cli("evaluate", "--run", real_run, "--data", split, "--threads", "1", "--no-calibrate")
+    metrics = json.loads((real_run / "metrics.json").read_text())
+    assert metrics["n"] == 12 and metrics["skipped"] == 0
+    assert sum(row["support"] for row in metrics["per_class"].values()) == 12
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 12

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from binsight.errors import BinsightError, DataError
-from binsight.evaluation.calibration import choose_review_thresholds, fit_temperature
+from binsight.evaluation.calibration import T_MAX, T_MIN, choose_review_thresholds, fit_temperature
 from binsight.evaluation.metrics import classification_metrics, expected_calibration_error
 from binsight.inference.artifact import resolve_artifact_dir, write_meta
 
@@ -180,6 +180,9 @@ def evaluate_run(
         val = predict_split(predictor, splits["val"], batch_size, desc="calibrate on val") if splits["val"] else None
         if val is not None and val.labels:
             temperature = fit_temperature(val.raw, val.y, meta.head)
+            if not T_MIN * 1.01 < temperature < T_MAX * 0.99:
+                # At a bound the val NLL kept falling: val is tiny, or the model is near-uniform / memorised val.
+                log.warning("temperature %.3f is at the search bound [%g, %g]", temperature, T_MIN, T_MAX)
             val_probs = outputs_to_probs_np(val.raw, meta.head, temperature)
             thresholds = choose_review_thresholds(val_probs, val.y, defaults=meta.decision_thresholds)
             calibrated = True
