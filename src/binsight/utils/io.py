@@ -33,6 +33,7 @@ def atomic_write_with(path: str | Path, writer: Callable[[Any], Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; give them the usual permissions
         with os.fdopen(fd, "wb") as f:
             writer(f)
             f.flush()
@@ -45,6 +46,12 @@ def atomic_write_with(path: str | Path, writer: Callable[[Any], Any]) -> Path:
             pass
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def next_run_dir(root: str | Path, kind: str, name: str) -> Path:

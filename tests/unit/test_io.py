@@ -1,0 +1,54 @@
+"""Atomic writes and run-directory numbering."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from binsight.utils.io import atomic_write_bytes, atomic_write_json, next_run_dir
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path):
+    target = tmp_path / "sub" / "f.json"
+    atomic_write_json(target, {"a": 1})
+    atomic_write_json(target, {"a": 2})
+    assert target.read_text().strip().endswith("}") and '"a": 2' in target.read_text()
+    assert [p.name for p in target.parent.iterdir()] == ["f.json"]
+
+
+def test_atomic_write_uses_umask_permissions(tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_bytes(tmp_path / "x.bin", b"1")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_failed_write_keeps_old_file(tmp_path: Path):
+    from binsight.utils.io import atomic_write_with
+
+    target = tmp_path / "keep.txt"
+    target.write_text("old")
+
+    def boom(f):
+        f.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_with(target, boom)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_run_dirs_are_numbered_never_reused(tmp_path: Path):
+    a = next_run_dir(tmp_path, "train", "exp")
+    b = next_run_dir(tmp_path, "train", "exp")
+    c = next_run_dir(tmp_path, "train", "exp")
+    assert [a.name, b.name, c.name] == ["exp", "exp2", "exp3"]
+    (tmp_path / "train" / "exp7").mkdir()
+    assert next_run_dir(tmp_path, "train", "exp").name == "exp8"
+    assert next_run_dir(tmp_path, "train", "other").name == "other"
