@@ -135,10 +135,12 @@ def test_damaged_last_checkpoint_falls_back_to_previous(split, tmp_path, caplog)
     assert load_checkpoint(last)["epoch"] == 3
 
 
-def test_resume_rejects_changes_that_break_the_checkpoint(split, tmp_path):
+def test_resume_changes_only_safe_keys(split, tmp_path):
     from binsight.config import ConfigError
 
     train(_cfg(split, tmp_path, "epochs=1"), out=tmp_path / "run", handle_signals=False)
     with pytest.raises(ConfigError, match="model cannot be changed when resuming"):
         resume_config(tmp_path / "run", ["model=resnet18"])
-    assert resume_config(tmp_path / "run", ["epochs=5"]).epochs == 5
+    # A finished run trains on when a resume raises its epochs.
+    more = train(resume_config(tmp_path / "run", ["epochs=2"]), resume=tmp_path / "run", handle_signals=False)
+    assert [int(r["epoch"]) for r in _metrics(more.run_dir)] == [1, 2]

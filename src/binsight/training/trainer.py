@@ -167,7 +167,10 @@ class Trainer:
         self.sums = EpochSums(**state["sums"])
         self.best = BestSoFar(**state["best"])
         self.history = list(state["history"])
-        self.finished, self.stopped_early = bool(state["finished"]), bool(state["stopped_early"])
+        # Recomputed rather than restored: a resume may raise `epochs` or `patience` to train on.
+        cfg = self.cfg
+        self.stopped_early = 0 < cfg.patience <= self.best.bad_epochs and self.epoch < cfg.epochs
+        self.finished = self.stopped_early or self.epoch >= cfg.epochs
 
     # --- loop --------------------------------------------------------------------------------------------------
 
