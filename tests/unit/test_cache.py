@@ -131,3 +131,19 @@ def test_cache_root_resolution(tmp_path, monkeypatch):
     assert cache_root(tmp_path / "explicit") == tmp_path / "explicit"
     monkeypatch.delenv("BINSIGHT_CACHE_DIR")
     assert cache_root("") == Path.home() / ".cache" / "binsight" / "decode"
+
+
+def test_stale_temp_folders_of_killed_builds_are_removed(tmp_path):
+    import os
+    import time
+
+    rows = _rows(tmp_path / "img")
+    images = tmp_path / "cache" / "images"
+    old, fresh = images / ".abc.1.tmp", images / ".abc.2.tmp"
+    for folder in (old, fresh):
+        folder.mkdir(parents=True)
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    build_decode_cache(rows, 16, "letterbox", tmp_path / "cache")
+    assert not old.exists(), "a day-old temp folder is a killed build"
+    assert fresh.exists(), "a recent temp folder may be a live concurrent build"

@@ -161,6 +161,7 @@ def build_decode_cache(
         return existing
 
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_builds(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=final.parent))
     try:
         _fill_entry(tmp, rows, size, resize, key, data_hash, workers, desc)
@@ -181,6 +182,19 @@ def build_decode_cache(
     opened.built = True
     log.info("decode cache built: %d images at %dpx (%s) in %s", len(opened), size, resize, final)
     return opened
+
+
+def _remove_stale_builds(folder: Path, max_age: float = 86400.0) -> None:
+    """Delete temp folders of builds that died: one untouched for a day belongs to no live build."""
+    import time
+
+    now = time.time()
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > max_age:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _fill_entry(

@@ -80,6 +80,8 @@ class Trainer:
         self.checkpoints = CheckpointManager(self.run_dir / "weights")
         self.device = resolve_device(cfg.device, self.dist)
         self.amp = amp_dtype(cfg.amp, self.device)
+        if self.device.type == "cuda" and not cfg.deterministic:
+            torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
 
         seed_everything(cfg.seed)
         model = create_model(cfg.model, data.num_classes, weights=cfg.weights, head=cfg.head)
