@@ -115,8 +115,8 @@ def _decode_one(path: Path, size: int, resize: str) -> np.ndarray:
 
     from binsight.data.transforms import to_uint8_array
 
+    # Exactly the eval preset's decode and resize (no JPEG draft mode): training pixels match inference pixels.
     with Image.open(path) as img:
-        img.draft("RGB", (size * 2, size * 2))  # JPEG: decode at a reduced scale when much larger than needed
         return to_uint8_array(img, size, resize)
 
 
