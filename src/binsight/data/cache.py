@@ -165,6 +165,9 @@ def build_decode_cache(
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=final.parent))
     try:
         _fill_entry(tmp, rows, size, resize, key, data_hash, workers, desc)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700 folders; a shared cache_dir needs the usual mode
         try:
             os.rename(tmp, final)
         except OSError:
