@@ -150,7 +150,12 @@ class TrainConfig:
 
 @dataclass
 class SearchSpace:
-    """A tuning search space; every entry is optional."""
+    """A tuning search space over :class:`TrainConfig` keys.
+
+    ``lr``, ``weight_decay`` (log scale) and ``patience`` (integers) are ranges ``[low, high]``; the other keys
+    are lists of choices. An empty list leaves the key at the ``train`` value; a single value fixes it.
+    The defaults are the capstone report's space.
+    """
 
     lr: list[float] = field(default_factory=lambda: [1e-5, 3e-3])
     weight_decay: list[float] = field(default_factory=lambda: [1e-7, 1e-2])
@@ -162,22 +167,79 @@ class SearchSpace:
     augment: list[str] = field(default_factory=list)
     img_size: list[int] = field(default_factory=list)
 
+    def validate(self) -> None:
+        from typing import get_args, get_type_hints
+
+        for key in ("lr", "weight_decay", "patience"):
+            values = getattr(self, key)
+            if len(values) > 2:
+                raise ValueError(f"{key} is a range: give [low, high], one fixed value, or []")
+            if len(values) == 2 and values[0] > values[1]:
+                raise ValueError(f"{key}: low {values[0]} is above high {values[1]}")
+        if any(v <= 0 for v in self.lr + self.weight_decay):
+            raise ValueError("lr and weight_decay ranges are searched on a log scale: values must be > 0")
+        if any(v < 0 for v in self.patience):
+            raise ValueError("patience values must be >= 0 (0 disables early stopping)")
+        if any(v < 1 for v in self.batch_size):
+            raise ValueError("batch_size choices must be >= 1")
+        if any(v < 16 for v in self.img_size):
+            raise ValueError("img_size choices must be >= 16")
+        hints = get_type_hints(TrainConfig)
+        for key in ("model", "loss", "augment"):
+            allowed = get_args(hints[key])
+            bad = [v for v in getattr(self, key) if v not in allowed]
+            if bad:
+                raise ValueError(f"{key}: {bad} not allowed; choices are {', '.join(allowed)}")
+        for key in ("batch_size", "freeze_backbone", "model", "loss", "augment", "img_size"):
+            values = getattr(self, key)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{key} lists a choice twice")
+
 
 @dataclass
 class TuneConfig:
     """`binsight tune`: an Optuna study over a training config."""
 
     name: str = "study"
+    study_name: str = ""  # the Optuna study's name; "" = name. Machines sharing a study use the same one
     trials: int = 8
     timeout: float = 0.0
     jobs: int = 1
-    storage: str = ""
-    sampler_seed: int = 0
-    pruner: Literal["median", "hyperband", "none"] = "median"
-    keep: Literal["all", "best"] = "all"
+    threads: int = 0  # torch threads per worker; 0 = cores / jobs
+    storage: str = ""  # "" = journal file in the tuning run dir; an RDB URL or a journal file path
     heartbeat: int = 60
+    grace: int = 0  # seconds without a heartbeat before a RUNNING trial is failed; 0 = 2 * heartbeat
+    max_retry: int = 1  # retries of a trial whose worker died or was stopped (0 = never)
+    sampler: Literal["tpe", "random"] = "tpe"
+    sampler_seed: int = 0
+    startup_trials: int = 4  # TPE: random trials before the model-based search starts
+    pruner: Literal["median", "hyperband", "threshold", "none"] = "median"
+    pruner_startup: int = 2  # median: finished trials needed before pruning starts
+    pruner_warmup: int = 1  # epochs of every trial that are never pruned
+    prune_below: float = 0.0  # threshold: prune a trial whose val macro-F1 is below this after warmup
+    keep: Literal["all", "best"] = "all"
     space: SearchSpace = field(default_factory=SearchSpace)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        if self.trials < 1:
+            raise ValueError("trials must be >= 1")
+        if self.timeout < 0:
+            raise ValueError("timeout must be >= 0 seconds (0 = none)")
+        if not 1 <= self.jobs <= 64:
+            raise ValueError("jobs must be in 1..64")
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0 (0 = cores / jobs)")
+        if self.heartbeat < 1 or self.grace < 0:
+            raise ValueError("heartbeat must be >= 1 second and grace >= 0 seconds")
+        if self.grace and self.grace <= self.heartbeat:
+            raise ValueError("grace must be longer than heartbeat (or 0 for 2 * heartbeat)")
+        if self.max_retry < 0:
+            raise ValueError("max_retry must be >= 0")
+        if self.startup_trials < 0 or self.pruner_startup < 0 or self.pruner_warmup < 0:
+            raise ValueError("startup_trials, pruner_startup and pruner_warmup must be >= 0")
+        if not 0 <= self.prune_below <= 1:
+            raise ValueError("prune_below is a macro-F1: it must be in [0, 1]")
 
 
 @dataclass
