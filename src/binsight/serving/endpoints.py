@@ -106,6 +106,7 @@ def _spawn_supervisor(reg: EndpointRegistry, name: str) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            cwd=reg.home,  # never pin the caller's working directory (paths in the registry are absolute)
         )
     # Reap it if it exits while this (possibly long-lived) process still runs, so no zombie lingers.
     threading.Thread(target=proc.wait, name=f"reap-supervisor-{name}", daemon=True).start()
@@ -293,16 +294,14 @@ def update_endpoint(
     return describe_endpoint(name, home=home)
 
 
-def _stop_endpoint_processes(row: dict[str, Any], timeout: float) -> list[int]:
-    """Stop the supervisor's process group (supervisor + model servers); returns the pids that were live."""
+def _endpoint_group(row: dict[str, Any]) -> int | None:
+    """The process group of the endpoint's supervisor, or None when nothing of it can be safely signalled."""
     pid = row["supervisor_pid"]
     if not pid:
-        return []
+        return None
     if procs.pid_alive(pid) and not procs.is_supervisor(pid, row["name"]):
-        return []  # the pid was recycled by an unrelated process: never signal it
-    members = procs.group_members(pid)
-    procs.stop_group(pid, timeout)
-    return members
+        return None  # the pid was recycled by an unrelated process: never signal it
+    return pid
 
 
 def delete_endpoint(name: str, timeout: float = 20, home: str | Path | None = None) -> dict[str, list]:
@@ -314,7 +313,10 @@ def delete_endpoint(name: str, timeout: float = 20, home: str | Path | None = No
     reg = _registry(home)
     row = _require(reg, name)
     reg.set_endpoint(name, status=DELETING)
-    stopped = _stop_endpoint_processes(row, timeout)
+    group = _endpoint_group(row)
+    stopped = procs.group_members(group) if group else []
+    if group:
+        procs.stop_group(group, timeout)
     procs.wait_port_free(row["host"], row["port"], timeout=5)
     removed: dict[str, list] = dict(reg.remove_endpoint(name))
     removed["processes"] = stopped
@@ -330,13 +332,12 @@ def cleanup(timeout: float = 20, home: str | Path | None = None) -> dict[str, li
     """
     reg = _registry(home)
     rows = reg.list_endpoints()
-    stopped: list[int] = []
     for row in rows:
         reg.set_endpoint(row["name"], status=DELETING)
-        stopped += _stop_endpoint_processes(row, timeout)
-    for pid in procs.find_supervisors(reg.home):  # supervisors whose rows are already gone
-        stopped += procs.group_members(pid)
-        procs.stop_group(pid, timeout)
+    groups = {g for g in map(_endpoint_group, rows) if g}
+    groups |= set(procs.find_supervisors(reg.home))  # supervisors whose rows are already gone
+    stopped = [pid for group in groups for pid in procs.group_members(group)]
+    procs.stop_groups(sorted(groups), timeout)  # all at once: N endpoints take as long as the slowest
     for row in rows:
         procs.wait_port_free(row["host"], row["port"], timeout=5)
     removed: dict[str, list] = dict(reg.remove_all())

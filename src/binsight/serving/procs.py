@@ -104,32 +104,40 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def stop_group(pgid: int, timeout: float = 20.0) -> bool:
-    """Stop a supervisor's process group: SIGTERM to the leader (or to every member once the leader is gone),
-    wait up to ``timeout`` seconds, then SIGKILL what is left.
+    """Stop a supervisor's process group; see ``stop_groups``."""
+    return stop_groups([pgid], timeout)
+
+
+def stop_groups(pgids: list[int], timeout: float = 20.0) -> bool:
+    """Stop supervisors' process groups, all at once: SIGTERM to each leader (or to every member once its
+    leader is gone), wait up to ``timeout`` seconds, then SIGKILL what is left.
 
     Returns:
         True when something had to be killed with SIGKILL.
     """
-    members = group_members(pgid)
-    if not members:
-        return False
+
+    def members() -> dict[int, list[int]]:
+        return {pgid: pids for pgid in pgids if (pids := group_members(pgid))}
+
+    left = members()
     signalled: set[int] = set()
     deadline = time.monotonic() + timeout
-    while members and time.monotonic() < deadline:
-        # The leader (supervisor) stops its own children; members left without a leader get SIGTERM directly.
-        for pid in [pgid] if pgid in members else members:
-            if pid not in signalled:
-                _signal(pid, signal.SIGTERM)
-                signalled.add(pid)
+    while left and time.monotonic() < deadline:
+        for pgid, pids in left.items():
+            # The leader (supervisor) stops its own children; members left without a leader get SIGTERM directly.
+            for pid in [pgid] if pgid in pids else pids:
+                if pid not in signalled:
+                    _signal(pid, signal.SIGTERM)
+                    signalled.add(pid)
         time.sleep(0.1)
-        members = group_members(pgid)
-    left = group_members(pgid)
-    for pid in left:
+        left = members()
+    killed = [pid for pids in left.values() for pid in pids]
+    for pid in killed:
         _signal(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while group_members(pgid) and time.monotonic() < deadline:
+    while members() and time.monotonic() < deadline:
         time.sleep(0.05)
-    return bool(left)
+    return bool(killed)
 
 
 def port_free(host: str, port: int) -> bool:
