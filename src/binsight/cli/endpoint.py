@@ -176,7 +176,9 @@ def update(args: argparse.Namespace) -> int:
     from binsight.serving.endpoints import update_endpoint
 
     info = update_endpoint(args.name, args.model, backend=args.backend, wait=args.wait, timeout=args.timeout)
-    print(f"endpoint {info['name']}: {info['status']} with {info['config_name']} at {info['url']}", file=sys.stderr)
+    config = info["pending_config"] or info["config_name"]
+    verb = "switching to" if info["pending_config"] else "with"
+    print(f"endpoint {info['name']}: {info['status']} {verb} {config} at {info['url']}", file=sys.stderr)
     print(info["url"])
     return 0
 
