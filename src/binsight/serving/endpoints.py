@@ -290,7 +290,8 @@ def update_endpoint(
         return describe_endpoint(name, home=home, ping=False)
     row = _wait_settled(reg, name, UPDATING, timeout + 10)
     if row["config_name"] != config:
-        raise BinsightError(f"update of {name!r} failed, the old model still serves: {row['failure_reason']}")
+        reason = (row["failure_reason"] or "unknown").removeprefix("update failed: ")
+        raise BinsightError(f"update of {name!r} failed, the old model still serves: {reason}")
     return describe_endpoint(name, home=home)
 
 
