@@ -148,6 +148,38 @@ def test_killed_worker_trial_is_failed_retried_and_resumed(split, tmp_path):
     assert not (out / "trials" / "0").exists()
 
 
+def test_sigterm_stops_parallel_workers_with_checkpoints_and_resume_continues(split, tmp_path):
+    out = tmp_path / "stopped"
+    args = [*TINY_TUNE, "train.epochs=10", "train.max_train_batches=0", "space.patience=[0]", "pruner=none"]
+    cmd = [sys.executable, "-m", "binsight", "tune", "--data", str(split), "--trials", "2", "--jobs", "2"]
+    proc = subprocess.Popen([*cmd, "--out", str(out), *args], env=cli_env(), stderr=subprocess.PIPE, text=True)
+    paths = [out / "trials" / n / "metrics.csv" for n in ("0", "1")]
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        if all(p.is_file() and len(p.read_text().splitlines()) >= 2 for p in paths):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the study finished before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err  # stopped, checkpoints saved
+    assert f"binsight tune --resume {out}" in err
+    before = {n: list(csv.DictReader(p.open())) for n, p in zip(("0", "1"), paths, strict=True)}
+    assert all(1 <= len(rows) < 10 for rows in before.values())
+    rows = read_trials(out)
+    assert [r["state"] for r in rows] == ["FAIL", "FAIL"] and all("checkpoint" in r["note"] for r in rows)
+
+    run_cli("tune", "--resume", out)
+    rows = read_trials(out)
+    assert [r["state"] for r in rows] == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    retried = {r["note"].split("retry of trial ")[1].split(";")[0]: r["trial"] for r in rows[2:]}
+    assert sorted(retried) == ["0", "1"]
+    for old, new in retried.items():
+        epochs = list(csv.DictReader((out / "trials" / new / "metrics.csv").open()))
+        assert len(epochs) == 10
+        assert [e["seconds"] for e in epochs[: len(before[old])]] == [e["seconds"] for e in before[old]]
+
+
 def test_bad_input_is_a_clear_error(split, tmp_path):
     proc = run_cli("tune", "--project", tmp_path, check=False)
     assert proc.returncode == 2 and "--data SPLITDIR" in proc.stderr

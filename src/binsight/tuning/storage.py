@@ -126,15 +126,26 @@ def open_storage(spec: str, run_dir: Path, heartbeat: int, grace: int, max_retry
         else "failed_trial_callback"
     )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # heartbeat_interval is an experimental argument
-            storage = RDBStorage(
-                spec,
-                engine_kwargs={"pool_pre_ping": True} if not spec.startswith("sqlite") else None,
-                heartbeat_interval=heartbeat,
-                grace_period=grace,
-                **{callback_arg: retry_callback(max_retry)},
-            )
+        for attempt in range(3):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # heartbeat_interval is an experimental argument
+                    storage = RDBStorage(
+                        spec,
+                        engine_kwargs={"pool_pre_ping": True} if not spec.startswith("sqlite") else None,
+                        heartbeat_interval=heartbeat,
+                        grace_period=grace,
+                        **{callback_arg: retry_callback(max_retry)},
+                    )
+                break
+            except ModuleNotFoundError:
+                raise
+            except Exception:
+                # Workers starting together on an empty database race to create Optuna's tables; the
+                # loser sees a duplicate-object error, and the tables exist when it tries again.
+                if attempt == 2:
+                    raise
+                time.sleep(0.5 + attempt)
     except ModuleNotFoundError as exc:
         raise BinsightError(
             f"the storage {mask_url(spec)} needs the Python module {exc.name}: "
