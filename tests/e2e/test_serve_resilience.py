@@ -29,7 +29,7 @@ def artifact(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def hooked(artifact, tmp_path_factory):
-    """A server with a one-slot queue, batch size 1 and the test hooks on."""
+    """A server with a one-slot queue, batch size 1, a 2 s request timeout and the test hooks on."""
     srv = start_server(
         artifact,
         tmp_path_factory.mktemp("hooked"),
@@ -41,6 +41,8 @@ def hooked(artifact, tmp_path_factory):
         "0",
         "--workers-threads",
         "1",
+        "--request-timeout",
+        "2",
         hooks=True,
     )
     try:
@@ -91,6 +93,20 @@ def test_full_queue_answers_503_with_retry_after(hooked):
             assert r.headers["retry-after"] == "1"
             assert r.json()["error"]["code"] == "overloaded"
     assert httpx.get(hooked.url + "/ping").status_code == 200
+
+
+def test_slow_prediction_answers_504_and_the_server_stays_up(hooked):
+    httpx.post(hooked.url + "/_test/delay", params={"ms": 2500}).raise_for_status()
+    try:
+        with httpx.Client(base_url=hooked.url, timeout=30) as c:
+            r = post_image(c, jpeg_bytes(5))
+    finally:
+        httpx.post(hooked.url + "/_test/delay", params={"ms": 0})
+    assert r.status_code == 504
+    assert r.json()["error"]["code"] == "timeout"
+    wait_for_ping(hooked.url, 200, timeout=10)
+    with httpx.Client(base_url=hooked.url, timeout=30) as c:
+        assert post_image(c, jpeg_bytes(5)).status_code == 200
 
 
 def test_dead_worker_turns_ping_503_then_restarts(hooked):
@@ -166,3 +182,15 @@ def test_container_entry_point_serves_model_tar_and_drains_on_sigterm(artifact, 
         srv.stop()
     with pytest.raises(httpx.ConnectError):
         httpx.get(srv.url + "/ping", timeout=2)
+
+
+def test_model_that_cannot_load_exits_1_with_the_reason(artifact, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(artifact, broken)
+    (broken / "model.safetensors").write_bytes(b"\x00" * 64)  # truncated weights: found only when loading
+    proc = run_cli("serve", "--model", broken, "--port", free_port(), check=False, timeout=60)
+    assert proc.returncode == 1
+    assert "cannot load the model" in proc.stderr and "model.safetensors" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -64,6 +64,10 @@ def run_server(model_path: str | Path, config: ServeConfig, test_hooks: bool | N
 
     check_model(model_path, config.backend)
     configure_access_log()
+    # One process serves one model: drop the *_created series, which only double the /metrics text.
+    import prometheus_client
+
+    prometheus_client.disable_created_metrics()
     exit_code = 0
     server: uvicorn.Server | None = None
 

@@ -230,6 +230,13 @@ class ModelService:
         """
         self._refuse_unless_serving()
         n = len(request.images)
+        if n > self.capacity:
+            raise ApiError(
+                400,
+                "too_many_instances",
+                f"{n} images in one request; this server takes at most {self.capacity} at once "
+                "(queue size + max batch size)",
+            )
         if self.inflight + n > self.capacity:
             raise ApiError(
                 503,
@@ -244,7 +251,8 @@ class ModelService:
             xs = await asyncio.gather(*(loop.run_in_executor(self.pool, self._prepare, img) for img in request.images))
             assert self.batcher is not None
             try:
-                futures = [self.batcher.enqueue(x) for x in xs]
+                for x in xs:
+                    futures.append(self.batcher.enqueue(x))
             except QueueFullError as exc:
                 raise ApiError(
                     503, "overloaded", f"the inference queue is full ({exc}); retry shortly", {"Retry-After": "1"}

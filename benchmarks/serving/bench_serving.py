@@ -1,0 +1,374 @@
+"""Serving benchmark: `binsight serve` vs a seed-style handler (and TorchServe 0.12 when installed).
+
+    .venv/bin/python benchmarks/serving/bench_serving.py [--duration 8] [--concurrency 1,8,32] \
+        [--backends torch,onnx] [--int8] [--torchserve-path /tmp/ts-pkgs] [--skip-torchserve]
+
+All servers run on loopback in subprocesses and serve the same ResNet-50 (5 classes, random weights: weights do
+not change the speed) to 500×400 JPEG bodies (ABID sample photos resized to 500×400 when
+../shared/abid-sample exists, else synthetic pictures). For each system and each concurrency level a
+closed-loop load generator (loadgen.py) runs for ``--duration`` seconds (at most ``--max-requests``):
+requests/s, p50/p99 latency, errors. The same run measures this machine's float32 roofline (a 2048×2048
+matmul on 2 threads) and a bare eager ResNet-50 forward, and reports each system's best throughput as a
+fraction of the roofline (ResNet-50 at 224 px ≈ 8.2 GFLOP per image).
+
+Writes benchmarks/results/serving.json and prints a table. Other processes on the machine skew absolute
+numbers; the load average before and after is recorded — compare systems within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+os.environ.setdefault("BINSIGHT_NO_PROGRESS", "1")
+
+from loadgen import run_load  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results" / "serving.json"
+ABID_SAMPLE = REPO.parent / "shared" / "abid-sample"
+RESNET50_GFLOP = 8.2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def matmul_roofline(threads: int = 2, n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of an n×n float32 matmul on ``threads`` threads (best of ``repeats``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    torch.set_num_threads(before)
+    return 2 * n**3 / best / 1e9
+
+
+def bare_forward(artifact: Path, batch: int, seconds: float = 4.0) -> float:
+    """Images/s of the artifact's eager float32 forward at ``batch`` (no decode, no HTTP)."""
+    import torch
+
+    from binsight.inference.export import load_torch_model
+
+    model = load_torch_model(artifact)
+    x = torch.randn(batch, 3, 224, 224)
+    with torch.inference_mode():
+        model(x)
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            model(x)
+            n += batch
+    return n / (time.perf_counter() - start)
+
+
+def make_artifact(folder: Path) -> Path:
+    import torch
+
+    from binsight.inference.artifact import ArtifactMeta, save_artifact
+    from binsight.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet50", 5)
+    meta = ArtifactMeta(
+        name="bench-resnet50", architecture="resnet50", class_labels=list("12345"), input_size=224, version="bench"
+    )
+    return save_artifact(folder, model.state_dict(), meta)
+
+
+def make_bodies(n: int = 16) -> tuple[list[bytes], str]:
+    """``n`` 500×400 JPEGs: ABID sample photos when present, else synthetic pictures."""
+    from PIL import Image, ImageDraw
+
+    bodies: list[bytes] = []
+    source = "synthetic"
+    photos = sorted((ABID_SAMPLE / "bin-images").glob("*.jpg")) if ABID_SAMPLE.is_dir() else []
+    if not photos:
+        photos = sorted(ABID_SAMPLE.rglob("*.jpg"))[:n] if ABID_SAMPLE.is_dir() else []
+    for path in photos[:n]:
+        buf = io.BytesIO()
+        Image.open(path).convert("RGB").resize((500, 400)).save(buf, format="JPEG", quality=90)
+        bodies.append(buf.getvalue())
+        source = "abid-sample resized"
+    rng = np.random.default_rng(0)
+    while len(bodies) < n:
+        img = Image.new("RGB", (500, 400), tuple(int(v) for v in rng.integers(60, 200, 3)))
+        draw = ImageDraw.Draw(img)
+        for _ in range(12):
+            x, y = rng.integers(0, 450), rng.integers(0, 350)
+            draw.rectangle(
+                (x, y, x + rng.integers(30, 150), y + rng.integers(30, 120)), fill=tuple(rng.integers(0, 255, 3))
+            )
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=90)
+        bodies.append(buf.getvalue())
+    return bodies, source
+
+
+class Proc:
+    """A server subprocess with its log in the work dir."""
+
+    def __init__(self, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env or dict(os.environ))
+
+    def wait_ping(self, url: str, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}: see {self.log.name}")
+            try:
+                if httpx.get(url, timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{url} not ready after {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("OMP_NUM_THREADS", None)  # every system picks its own thread count (all cores)
+    env["BINSIGHT_NO_PROGRESS"] = "1"
+    return env
+
+
+class System:
+    """One server under test: its name, configuration, invocation URL, readiness wait and stop."""
+
+    def __init__(self, name: str, url: str, config: dict, wait, stop) -> None:
+        self.name, self.url, self.config, self.wait, self.stop = name, url, config, wait, stop
+
+
+def start_binsight(artifact: Path, backend: str, work: Path) -> System:
+    port = free_port()
+    opts = ["--max-batch-size", "8", "--max-wait-ms", "5", "--queue-size", "64"]
+    cmd = [sys.executable, "-m", "binsight", "serve", "--model", str(artifact), "--port", str(port)]
+    proc = Proc([*cmd, "--backend", backend, *opts], work / f"binsight-{backend}.log", server_env())
+    base = f"http://127.0.0.1:{port}"
+    return System(
+        f"binsight serve ({backend})",
+        base + "/invocations",
+        {"backend": backend, "options": " ".join(opts)},
+        lambda bodies: proc.wait_ping(base + "/ping"),
+        proc.stop,
+    )
+
+
+def start_seed(artifact: Path, work: Path) -> System:
+    port = free_port()
+    cmd = [sys.executable, str(HERE / "seed_handler.py"), "--artifact", str(artifact), "--port", str(port)]
+    proc = Proc(cmd, work / "seed.log", server_env())
+    base = f"http://127.0.0.1:{port}"
+    config = {"server": "stdlib ThreadingHTTPServer; PIL + torchvision transforms; eager fp32; no batching"}
+    return System(
+        "seed-style handler", base + "/invocations", config, lambda bodies: proc.wait_ping(base + "/ping"), proc.stop
+    )
+
+
+def start_torchserve(artifact: Path, work: Path, ts_path: str | None, tuned: bool) -> System:
+    import torchserve_baseline as tsb
+
+    label = "tuned" if tuned else "default"
+    folder = work / f"torchserve-{label}"
+    mar = tsb.build_archive(artifact, folder, ts_path, tuned)
+    server = tsb.TorchServe(mar, folder, [free_port() for _ in range(5)], ts_path, tuned)
+    config = (
+        {"workers": 1, "batch_size": 8, "max_batch_delay_ms": 20, "OMP_NUM_THREADS": 2}
+        if tuned
+        else {"workers": "default (one per core)", "batch_size": 1}
+    )
+    return System(
+        f"TorchServe 0.12 ({label})", server.url, config, lambda bodies: server.wait_ready(bodies[0]), server.stop
+    )
+
+
+def warm_up(system: System, bodies: list[bytes]) -> None:
+    for body in bodies[:4]:  # first-call costs are not part of the measurement
+        httpx.post(system.url, content=body, headers={"content-type": "image/jpeg"}, timeout=120)
+
+
+def print_table(systems: list[dict], roofline: float) -> None:
+    print(f"\n{'system':<26} {'c':>3} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'roofline':>9}")
+    for s in systems:
+        for lv in s["levels"]:
+            frac = lv["ok_rps"] * RESNET50_GFLOP / roofline
+            print(
+                f"{s['name']:<26} {lv['concurrency']:>3} {lv['ok_rps']:>7.2f} {lv['p50_ms'] or 0:>8.0f} "
+                f"{lv['p99_ms'] or 0:>8.0f} {lv['error_count']:>6} {frac:>8.0%}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per concurrency level (8)")
+    parser.add_argument("--max-requests", type=int, default=400, help="requests per level at most (400)")
+    parser.add_argument("--concurrency", default="1,8,32", help="comma-separated levels (1,8,32)")
+    parser.add_argument("--backends", default="torch,onnx", help="binsight backends (torch,onnx)")
+    parser.add_argument("--int8", action="store_true", help="also export and serve onnx-int8")
+    parser.add_argument("--torchserve-path", default=None, help="folder with torchserve installed (--target)")
+    parser.add_argument("--skip-torchserve", action="store_true")
+    parser.add_argument("--skip-seed", action="store_true")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best is reported (2)")
+    args = parser.parse_args()
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    backends = [b for b in args.backends.split(",") if b]
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the servers (finally) on SIGTERM too
+    load_before = os.getloadavg()
+    t0 = time.time()
+    roofline = matmul_roofline()
+    print(
+        f"float32 roofline (2048² matmul, 2 threads): {roofline:.1f} GFLOP/s "
+        f"→ ResNet-50 ceiling {roofline / RESNET50_GFLOP:.1f} images/s",
+        flush=True,
+    )
+    notes = [
+        "ResNet-50 with random weights: weights do not change the speed",
+        "loopback HTTP, closed-loop clients; all servers up at once, measurements interleaved "
+        "(level by level, system by system) so load from other processes spreads over all systems",
+        "per system and level the best of --rounds rounds is reported; all rounds are in 'rounds'",
+    ]
+    systems: list[System] = []
+    results: dict[str, dict[int, list[dict]]] = {}
+    ts_status = "skipped (--skip-torchserve)"
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        work = Path(tmp)
+        artifact = make_artifact(work / "artifact")
+        from binsight.inference.export import export_onnx
+
+        if any(b.startswith("onnx") for b in backends) or args.int8:
+            export_onnx(artifact)
+        bodies, source = make_bodies()
+        if args.int8:
+            from binsight.inference.export import quantize_int8
+            from binsight.inference.predictor import Predictor
+
+            p = Predictor(artifact)
+            quantize_int8(artifact, [p.preprocess(p.decode(b)).numpy() for b in bodies])
+            backends.append("onnx-int8")
+            notes.append("onnx-int8 calibrated on the 16 benchmark bodies (speed only; accuracy: binsight export)")
+        bare = {f"batch_{b}": round(bare_forward(artifact, b), 2) for b in (1, 8)}
+        print(f"bare eager ResNet-50 forward: {bare} images/s", flush=True)
+        try:
+            systems += [start_binsight(artifact, b, work) for b in backends]
+            if not args.skip_seed:
+                systems.append(start_seed(artifact, work))
+            if not args.skip_torchserve:
+                import torchserve_baseline as tsb
+
+                ok, reason = tsb.available(args.torchserve_path)
+                ts_status = reason if ok else f"not run: {reason}"
+                if ok:
+                    systems += [start_torchserve(artifact, work, args.torchserve_path, t) for t in (False, True)]
+            ready: list[System] = []
+            for system in systems:
+                try:
+                    system.wait(bodies)
+                    warm_up(system, bodies)
+                    ready.append(system)
+                except Exception as exc:  # a baseline that cannot start is reported, not fatal
+                    print(f"  {system.name} did not start: {exc}", flush=True)
+                    notes.append(f"{system.name} did not start: {exc}")
+            for rnd in range(args.rounds):
+                for c in args.concurrency:
+                    for system in ready:
+                        stats = run_load(system.url, bodies, c, duration=args.duration, max_requests=args.max_requests)
+                        results.setdefault(system.name, {}).setdefault(c, []).append(stats)
+                        print(
+                            f"  round {rnd + 1} {system.name:<28} c={c:<3} {stats['ok_rps']:>6.2f} req/s  "
+                            f"p50 {stats['p50_ms']} ms  p99 {stats['p99_ms']} ms  errors {stats['error_count']}",
+                            flush=True,
+                        )
+        finally:
+            for system in systems:
+                system.stop()
+    roofline = max(roofline, matmul_roofline())  # best of before and after: the least disturbed measurement
+    report_systems = []
+    for system in systems:
+        if system.name not in results:
+            continue
+        levels = [max(runs, key=lambda lv: lv["ok_rps"]) for _, runs in sorted(results[system.name].items())]
+        report_systems.append(
+            {"name": system.name, "config": system.config, "levels": levels, "rounds": results[system.name]}
+        )
+    systems = report_systems
+    for s in systems:
+        best = max(s["levels"], key=lambda lv: lv["ok_rps"])
+        s["best_ok_rps"] = best["ok_rps"]
+        s["roofline_fraction"] = round(best["ok_rps"] * RESNET50_GFLOP / roofline, 3)
+    print_table(systems, roofline)
+    report = {
+        "benchmark": "serving",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([".venv/bin/python", "benchmarks/serving/bench_serving.py", *sys.argv[1:]]),
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
+        "bodies": {
+            "size": "500x400 JPEG",
+            "count": len(bodies),
+            "source": source,
+            "mean_kb": round(sum(map(len, bodies)) / len(bodies) / 1024, 1),
+        },
+        "roofline_gflops": round(roofline, 1),
+        "resnet50_gflop_per_image": RESNET50_GFLOP,
+        "roofline_images_per_s": round(roofline / RESNET50_GFLOP, 2),
+        "bare_forward_images_per_s": bare,
+        "torchserve": ts_status,
+        "systems": systems,
+        "notes": notes,
+        "wall_s": round(time.time() - t0, 1),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {RESULTS} ({report['wall_s']} s)")
+
+
+if __name__ == "__main__":
+    main()
