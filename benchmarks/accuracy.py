@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synth-n", type=int, default=SYNTH_N, help="SynthBins images (default: the report's 10,441)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--out", type=Path, default=None, help="result JSON (default results/accuracy_<dataset>.json)")
+    parser.add_argument("--fresh", action="store_true", help="drop recipes of an earlier run from the result JSON")
     args = parser.parse_args(argv)
 
     import torch
@@ -206,6 +207,15 @@ def main(argv: list[str] | None = None) -> int:
         "recipes": entries,
     }
     out = args.out or RESULTS / f"accuracy_{args.dataset}.json"
+    for entry in entries:
+        entry["command"], entry["date"] = report["command"], report["date"]
+    if out.is_file() and not args.fresh:
+        # Keep the other recipes of an earlier run on the same split, so recipes can be (re)run one at a time.
+        old = json.loads(out.read_text())
+        if old.get("dataset") == args.dataset and old.get("split", {}).get("sizes") == report["split"]["sizes"]:
+            names = {e["recipe"] for e in entries}
+            entries[:0] = [e for e in old.get("recipes", []) if e["recipe"] not in names]
+            report["recipes"] = entries
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(format_table(entries))
