@@ -63,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         config = Path(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).is_file() else None
     cfg = load_config(PipelineConfig, config, args.overrides)
+    from binsight.pipeline.model_stages import register_all
+
+    register_all()
+    unknown = [s for s in [*cfg.stages, args.start, args.only, *args.skip] if s and s not in STAGES]
+    if unknown:  # checked before a run directory is created
+        raise BinsightError(f"unknown stage {unknown[0]!r}; known stages: {', '.join(STAGES)}")
     root = Path(cfg.out)
     run_dir = args.run
     if run_dir is None and (args.resume or args.start or args.only):
@@ -72,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if run_dir is None:
         run_dir = next_run_dir(root, "pipeline", cfg.name)
     from binsight.pipeline.core import run_pipeline
-    from binsight.pipeline.model_stages import register_all
 
-    register_all()
     print(f"pipeline run directory: {run_dir}")
     state = run_pipeline(cfg, run_dir, start=args.start, only=args.only, skip=args.skip)
     print(f"{'stage':<12} {'status':<8} {'wall s':>8} {'CPU s':>8}")

@@ -118,3 +118,58 @@ def register_all() -> None:
     @register_stage("evaluate", "evaluate the trained model on the test split (calibrated on val)")
     def stage_evaluate(ctx: StageContext):
         return evaluate_section(ctx, ctx.require("train", "run_dir"), "Evaluation (test split)")
+
+    @register_stage("tune", "Optuna search over the `tune` section (pruned trials, shared caches)")
+    def stage_tune(ctx: StageContext):
+        return tune_section(ctx)
+
+    @register_stage("final", "train with the tuned parameters (best.yaml) and evaluate on the test split")
+    def stage_final(ctx: StageContext):
+        from binsight.config import TrainConfig, load_config
+
+        best = load_config(TrainConfig, ctx.require("tune", "best_yaml"))
+        out, sec = train_into(ctx, "final", best)
+        ev_out, ev_sec = evaluate_section(ctx, out["run_dir"], "Final model on the test split")
+        sec.tables += ev_sec.tables
+        sec.figures += ev_sec.figures
+        sec.summary += " " + ev_sec.summary
+        return {**out, **ev_out}, sec
+
+    from binsight.pipeline import serve_stages
+
+    serve_stages.register_all()
+
+
+def tune_section(ctx: StageContext) -> tuple[dict[str, Any], Section]:
+    from binsight.tuning.study import run_study
+
+    split_dir = ctx.require("split", "split_dir")
+    cfg = replace(ctx.cfg.tune, train=replace(ctx.cfg.tune.train, data=str(split_dir)))
+    summary = run_study(cfg, split_dir, _fresh(ctx.path("tune")), show_progress=True)
+    tune_dir = ctx.path("tune")
+    trials = []
+    csv_path = tune_dir / "trials.csv"
+    if csv_path.is_file():
+        import csv
+
+        with csv_path.open(newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            trials = [header, *reader]
+    figures = [
+        (caption, ctx.rel(tune_dir / name))
+        for caption, name in [
+            ("optimization history", "optimization_history.png"),
+            ("parameter importance", "param_importances.png"),
+        ]
+        if (tune_dir / name).is_file()
+    ]
+    sec = Section(
+        "Tuning",
+        summary=f"{cfg.trials} trials ({cfg.pruner} pruner, {cfg.jobs} worker(s)); best validation macro-F1 "
+        f"{summary.get('best_value', float('nan')):.3f} with {summary.get('best_params')}.",
+        tables=[{"caption": "trials", "columns": trials[0], "rows": trials[1:]}] if trials else [],
+        figures=figures,
+    )
+    keys = ("best_value", "best_params", "best_yaml", "best_run_dir", "time_to_best_s")
+    return {k: (str(summary[k]) if k == "best_yaml" else summary.get(k)) for k in keys if k in summary}, sec

@@ -47,6 +47,10 @@ def render_table(table: dict[str, Any]) -> str:
     return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _round(v: float | None) -> float | str:
+    return "" if v is None else round(v, 1)
+
+
 def _cost_table(state: dict[str, Any], order: list[str]) -> str:
     rows, wall, cpu = [], 0.0, 0.0
     for name in order:
@@ -57,7 +61,7 @@ def _cost_table(state: dict[str, Any], order: list[str]) -> str:
         w, c = entry.get("wall_s"), entry.get("cpu_s")
         wall += w or 0
         cpu += c or 0
-        rows.append([name, entry.get("status", "?"), "" if w is None else round(w, 1), "" if c is None else round(c, 1)])
+        rows.append([name, entry.get("status", "?"), _round(w), _round(c)])
     rows.append(["total", "", round(wall, 1), round(cpu, 1)])
     table = render_table({"columns": ["stage", "status", "wall-clock s", "CPU s"], "rows": rows})
     for name in order:  # colour the status cells

@@ -1,0 +1,79 @@
+"""`binsight pipeline` end to end through the real CLI: every stage on a tiny config, the report, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import cli_env, run_cli
+
+TINY = {
+    "name": "tiny",
+    "out": "runs",
+    "stages": ["synth", "split", "stats", "train", "evaluate", "tune", "final", "export", "deploy", "smoke", "cleanup"],
+    "synth": {"n": 60, "width_min": 96, "width_max": 128},
+    "train": {"model": "tiny_cnn", "img_size": 32, "epochs": 2, "batch_size": 16},
+    "tune": {
+        "trials": 2,
+        "space": {"freeze_backbone": [False], "batch_size": [16]},
+        "train": {"model": "tiny_cnn", "img_size": 32, "epochs": 2},
+    },
+}
+
+
+def test_full_pipeline_runs_every_stage_and_cleans_up(tmp_path: Path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    env = cli_env(BINSIGHT_HOME=str(tmp_path / "home"), BINSIGHT_CACHE_DIR=str(tmp_path / "cache"))
+    proc = run_cli("pipeline", "--config", cfg, cwd=tmp_path, env=env, timeout=900)
+    run = tmp_path / "runs" / "pipeline" / "tiny"
+    state = json.loads((run / "pipeline.json").read_text())
+    assert [s for s in TINY["stages"] if state["stages"][s]["status"] != "done"] == []
+    for stage in TINY["stages"]:
+        assert state["stages"][stage]["wall_s"] > 0
+    # the dataset, manifests, plots, runs and artifacts are all inside the one run directory
+    assert len(list((run / "data" / "synth" / "bin-images").glob("*.jpg"))) == 60
+    assert {p.name for p in (run / "data" / "split").glob("*.csv")} >= {"train.csv", "val.csv", "test.csv"}
+    assert (run / "stats" / "class_distribution.png").is_file()
+    assert (run / "train" / "artifact" / "model.json").is_file()
+    assert (run / "final" / "metrics.json").is_file() and (run / "tune" / "best.yaml").is_file()
+    assert (run / "final" / "artifact" / "model.onnx").is_file()
+    # smoke test: the endpoint and the gateway's three entry shapes all answered with a prediction
+    answers = state["stages"]["smoke"]["outputs"]["answers"]
+    assert set(answers) == {
+        "endpoint (invoke_endpoint)",
+        "gateway: image URL",
+        "gateway: S3 object",
+        "gateway: API Gateway request (HTTP)",
+    }
+    labels = {a["predicted_label"] for a in answers.values()}
+    assert len(labels) == 1  # the same image and model give the same answer on every path
+    assert all(a["check"]["decision"] in {"confirmed", "mismatch", "review"} for a in answers.values())
+    # clean-up left no endpoint behind
+    listed = run_cli("endpoint", "list", "--json", env=env)
+    assert json.loads(listed.stdout) == []
+    report = (run / "report.html").read_text()
+    for title in ("Cost per stage", "SynthBins data", "Split", "Training (train)", "Evaluation (test split)"):
+        assert title in report
+    assert "Tuning" in report and "Smoke test" in report and "Clean-up" in report
+    assert "report: " in proc.stdout
+
+    # --only re-runs one stage in the same run directory; --resume then has nothing left to do
+    before = state["stages"]["stats"]["finished"]
+    run_cli("pipeline", "--config", cfg, "--run", run, "--only", "stats", cwd=tmp_path, env=env)
+    again = json.loads((run / "pipeline.json").read_text())
+    assert again["stages"]["stats"]["status"] == "done"
+    assert again["stages"]["train"]["finished"] == state["stages"]["train"]["finished"]
+    assert again["stages"]["stats"]["finished"] >= before
+    resumed = run_cli("pipeline", "--config", cfg, "--resume", cwd=tmp_path, env=env)
+    assert "pipeline run directory: runs/pipeline/tiny" in resumed.stdout
+
+
+def test_pipeline_rejects_unknown_stage_and_key(tmp_path: Path):
+    bad = run_cli("pipeline", "stages=[synth,nope]", cwd=tmp_path, check=False)
+    assert bad.returncode == 1 and "unknown stage 'nope'" in bad.stderr
+    assert not (tmp_path / "runs").exists()  # nothing is created before the config is known to be good
+    bad = run_cli("pipeline", "synth.nn=3", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "unknown key synth.nn" in bad.stderr
