@@ -11,11 +11,14 @@ Run directory (``runs/train/<name>[N]/`` auto-numbered, or ``--out``)::
     confusion_matrix.png   validation confusion matrix at the best epoch
 
 Single process:  ``binsight train --data SPLITDIR epochs=10``; resume: ``binsight train --resume RUNDIR``.
+Data-parallel: the same call in every worker of a torchrun / ``binsight train --nproc N`` job (the rank comes
+from the environment); rank 0 picks the run directory and the checkpoint, and alone writes files.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,6 +118,7 @@ def train(
     on_epoch_end=(),
     start_time: float | None = None,
     handle_signals: bool = True,
+    auto_resume: bool = False,
 ) -> TrainResult:
     """Train a model as configured and write the run directory.
 
@@ -124,11 +128,14 @@ def train(
         project: root of auto-numbered run directories.
         resume: a run directory to continue from its ``weights/last.pt`` (``cfg`` should come from
             :func:`resume_config`).
-        dist: a :class:`~binsight.training.distributed.Dist` (default: single process).
+        dist: a :class:`~binsight.training.distributed.Dist` (default: from ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``
+            when a launcher set them, joining the process group; else a single process).
         stop: a :class:`~binsight.training.signals.StopFlag` the caller may set to stop at the next batch.
         on_epoch_end: callables ``(epoch, row)`` after each epoch (tuning reports and prunes here).
         start_time: ``time.monotonic()`` when the job started; ``max_runtime`` counts from it.
         handle_signals: turn SIGTERM/SIGINT into a checkpoint-and-stop (main thread only).
+        auto_resume: when ``out`` already holds this run with a checkpoint, continue it (worker restarts,
+            spot instances) instead of refusing; its config must match ``cfg`` apart from :data:`RESUMABLE_KEYS`.
 
     Returns:
         The run's :class:`TrainResult`.
@@ -139,39 +146,40 @@ def train(
     """
     import contextlib
 
-    from binsight.training.data import load_split_data
-    from binsight.training.distributed import Dist
+    from binsight.training import distributed as D
     from binsight.training.signals import StopFlag, stop_on_signals
-    from binsight.training.trainer import Trainer
-    from binsight.utils.io import atomic_write_text
 
-    dist = dist or Dist()
     stop = stop or StopFlag()
     if not cfg.data:
         raise BinsightError("no training data: pass --data SPLITDIR (a folder made by `binsight data split`)")
     cfg = replace(cfg, data=str(Path(cfg.data).resolve()))
-    run_dir = resolve_run_dir(resume) if resume is not None else _new_run_dir(cfg, out, project)
-    if dist.is_main:
-        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
-    log.info("run directory: %s", run_dir)
+    joined = False
+    if dist is None:
+        dist = D.dist_from_env()
+        if dist.distributed and not D.is_initialized():
+            from binsight.training.runtime import resolve_device
 
-    data = load_split_data(cfg.data, cfg.img_size, cfg.resize, cfg.cache_dir, workers=cfg.num_workers)
-    trainer = Trainer(cfg, data, run_dir, dist=dist, stop=stop, on_epoch_end=on_epoch_end, start_time=start_time)
-    if resume is not None:
-        state, path = trainer.checkpoints.load_latest()
-        trainer.load_state_dict(state, path)
-        log.info(
-            "resuming from %s: epoch %d, batch %d, step %d", path, trainer.epoch, trainer.batch_in_epoch, trainer.step
-        )
-    guard = stop_on_signals(stop) if handle_signals else contextlib.nullcontext()
-    with guard:
-        result = trainer.fit()
-    if result.best_epoch == 0:  # pragma: no cover - fit always finishes at least one epoch or raises
-        raise BinsightError("training ended without a validated epoch")
-    artifact_dir = run_dir / "artifact"
-    if dist.is_main:
-        export_artifact(trainer, run_dir, result.best_epoch)
-        write_plots(run_dir, result.history, result.best_metrics, data.class_labels)
+            D.init_process_group(dist, resolve_device(cfg.device, dist))
+            joined = True
+    if not dist.is_main:
+        os.environ["BINSIGHT_NO_PROGRESS"] = "1"  # one progress bar and one log per job: rank 0's
+        logging.getLogger("binsight").setLevel(logging.WARNING)
+    try:
+        trainer = _prepare(cfg, out, project, resume, dist, stop, on_epoch_end, start_time, auto_resume)
+        guard = stop_on_signals(stop) if handle_signals else contextlib.nullcontext()
+        with guard:
+            result = trainer.fit()
+        run_dir, data = trainer.run_dir, trainer.data
+        if result.best_epoch == 0:  # pragma: no cover - fit always finishes at least one epoch or raises
+            raise BinsightError("training ended without a validated epoch")
+        artifact_dir = run_dir / "artifact"
+        if dist.is_main:
+            export_artifact(trainer, run_dir, result.best_epoch)
+            write_plots(run_dir, result.history, result.best_metrics, data.class_labels)
+        D.barrier()  # no rank reports success before the artifact exists
+    finally:
+        if joined:
+            D.destroy_process_group()
     best = result.best_metrics
     log.info(
         "best epoch %d: val macro-F1 %.4f, accuracy %.4f; artifact in %s",
@@ -181,6 +189,72 @@ def train(
         artifact_dir,
     )
     return TrainResult(run_dir, artifact_dir, result.best_epoch, best, result.history, result.stopped_early)
+
+
+def _prepare(cfg, out, project, resume, dist, stop, on_epoch_end, start_time, auto_resume):
+    """Run directory, data and a :class:`Trainer` (restored when resuming), the same on every rank.
+
+    Rank 0 alone decides the run directory and reads the checkpoint; the other ranks get both by broadcast,
+    so every rank continues from the same file even when one is being rewritten, and errors reach all ranks.
+    """
+    from binsight.training import distributed as D
+    from binsight.training.data import load_split_data
+    from binsight.training.trainer import Trainer
+    from binsight.utils.io import atomic_write_text
+
+    def choose_run_dir() -> tuple[str, bool]:
+        if resume is not None:
+            return str(resolve_run_dir(resume)), True
+        if auto_resume and out is not None and _has_checkpoint(Path(out)):
+            _check_same_run(Path(out), cfg)
+            log.info("%s holds this run with a checkpoint: resuming it", out)
+            return str(Path(out)), True
+        if auto_resume and out is not None:
+            Path(out).mkdir(parents=True, exist_ok=True)  # a run that died before its first checkpoint
+            run_dir = Path(out)
+        else:
+            run_dir = _new_run_dir(cfg, out, project)
+        return str(run_dir), False
+
+    run_dir, resuming = D.run_on_main(choose_run_dir, dist)
+    run_dir = Path(run_dir)
+    if dist.is_main:
+        atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
+    log.info("run directory: %s", run_dir)
+
+    # One process per machine decodes into the cache; the others then hit it.
+    def load():
+        return load_split_data(cfg.data, cfg.img_size, cfg.resize, cfg.cache_dir, workers=cfg.num_workers)
+
+    data = D.run_on_local_first(load, dist)
+    trainer = Trainer(cfg, data, run_dir, dist=dist, stop=stop, on_epoch_end=on_epoch_end, start_time=start_time)
+    if resuming:
+        state, path = D.run_on_main(lambda: trainer.checkpoints.load_latest(), dist)
+        trainer.load_state_dict(state, path)
+        log.info(
+            "resuming from %s: epoch %d, batch %d, step %d", path, trainer.epoch, trainer.batch_in_epoch, trainer.step
+        )
+    return trainer
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    weights = run_dir / "weights"
+    return (weights / "last.pt").exists() or (weights / "last.prev.pt").exists()
+
+
+def _check_same_run(run_dir: Path, cfg: TrainConfig) -> None:
+    """Refuse to auto-resume ``run_dir`` with a config that differs in a key a resume cannot change."""
+    from binsight.config.loader import to_dict
+
+    saved = to_dict(load_config(TrainConfig, run_dir / "config.yaml"))
+    wanted = to_dict(cfg)
+    differ = sorted(k for k in wanted if k not in RESUMABLE_KEYS and k != "data" and saved.get(k) != wanted[k])
+    if differ:
+        changes = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted[k]!r}" for k in differ)
+        raise ConfigError(
+            f"{run_dir} holds a run with another config ({changes}); a resume may change only "
+            f"{', '.join(RESUMABLE_KEYS)}. Choose another --out to start a new run"
+        )
 
 
 def export_artifact(trainer, run_dir: Path, best_epoch: int) -> Path:

@@ -23,7 +23,15 @@ from binsight.config.schemas import TrainConfig
 from binsight.errors import CheckpointError, Interrupted
 from binsight.training.checkpoint import CheckpointManager
 from binsight.training.data import SplitData, balanced_weights, batch_slices, epoch_order, gather, sequential_batches
-from binsight.training.distributed import Dist, unwrap
+from binsight.training.distributed import (
+    Dist,
+    all_gather_object,
+    all_reduce_grads,
+    any_flags,
+    barrier,
+    broadcast_object,
+    unwrap,
+)
 from binsight.training.optim import LRSchedule, build_optimizer
 from binsight.training.records import BestSoFar, EpochSums, FitResult, write_metrics_csv
 from binsight.training.runtime import (
@@ -42,6 +50,7 @@ from binsight.utils.progress import progress
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
+OTHER_RANK = "a stop signal on another worker"
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
@@ -90,20 +99,29 @@ class Trainer:
             for p in model.backbone.parameters():
                 p.requires_grad_(False)
         model.to(self.device)
+        if self.dist.distributed:
+            from binsight.training.syncbn import convert_batchnorm
+
+            # Batch statistics over the global batch, so N workers compute what one process would.
+            model = convert_batchnorm(model, self.device)
         # Head-only training on cached features when nothing needs the images themselves.
         self.use_features = cfg.freeze_backbone and cfg.augment == "none"
         self.channels_last = cfg.channels_last and not self.use_features
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
-        self.model = model  # the place a DDP wrapper goes; weights are always saved from unwrap(self.model)
+        self.model = self._wrap(model)  # weights are always saved from unwrap(self.model)
         self.loss_fn = build_loss(
             cfg.loss, data.num_classes, data.class_counts(), cfg.label_smoothing, cfg.focal_gamma
         ).to(self.device)
         self.optimizer = build_optimizer(cfg, model.parameters())
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.transform = train_transform(TrainPreset(cfg.augment, self.mean, self.std))
         self.sample_weights = balanced_weights(data.train_targets, data.num_classes) if cfg.balance else None
         self.sampler_gen = torch.Generator().manual_seed(cfg.seed + 1)
-        self.aug_gen = torch.Generator().manual_seed(cfg.seed + 2)
+        # Each rank augments its own shard: distinct streams (rank 0's is the single-process one).
+        self.aug_gen = torch.Generator().manual_seed(cfg.seed + 2 + 1_000_003 * self.dist.rank)
+        if self.dist.rank > 0:
+            seed_everything(cfg.seed + 1_000_003 * self.dist.rank)  # e.g. dropout masks; weights came from rank 0
         self.batches_per_epoch = len(batch_slices(torch.arange(len(data.train)), cfg.batch_size, cfg.max_train_batches))
         self.schedule = LRSchedule(
             cfg.scheduler, self.batches_per_epoch, cfg.epochs, cfg.warmup_epochs, cfg.step_size, cfg.step_gamma
@@ -121,6 +139,21 @@ class Trainer:
         self._train_feats: np.ndarray | None = None
         self._val_feats: np.ndarray | None = None
         self._val_feats_flip: np.ndarray | None = None
+
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """DistributedDataParallel around ``model`` when data-parallel (not for a frozen backbone, whose head
+        runs outside ``forward``: its few gradients are averaged by :func:`all_reduce_grads` instead)."""
+        if not self.dist.distributed or self.cfg.freeze_backbone:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # Synchronised BatchNorm keeps the running statistics identical on every rank: no per-step broadcast.
+        import inspect
+
+        params = inspect.signature(DistributedDataParallel.__init__).parameters
+        sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+        return DistributedDataParallel(model, device_ids=ids, **sync)
 
     # --- state -------------------------------------------------------------------------------------------------
 
@@ -164,9 +197,22 @@ class Trainer:
         self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
         self.epoch_sampler_state = state["epoch_sampler_state"]
         self.sampler_gen.set_state(state["sampler_state"])
-        self.aug_gen.set_state(state["aug_state"])
-        set_rng_state(state["rng"])
-        self.sums = EpochSums(**state["sums"])
+        ranks = state.get("rank_states") or [{"aug": state["aug_state"], "rng": state["rng"]}]
+        if len(ranks) == self.dist.world_size:
+            self.aug_gen.set_state(ranks[self.dist.rank]["aug"])
+            set_rng_state(ranks[self.dist.rank]["rng"])
+        elif self.dist.is_main:
+            self.aug_gen.set_state(state["aug_state"])
+            set_rng_state(state["rng"])
+            log.warning(
+                "%s was written by %d worker(s), this run has %d: the data order and global batch are the same, "
+                "augmentation draws differ from an uninterrupted run",
+                source,
+                len(ranks),
+                self.dist.world_size,
+            )
+        # The checkpoint holds the epoch's sums over all ranks; rank 0 carries them on, the others add theirs.
+        self.sums = EpochSums(**state["sums"]) if self.dist.is_main else EpochSums()
         self.best = BestSoFar(**state["best"])
         self.history = list(state["history"])
         # Recomputed rather than restored: a resume may raise `epochs` or `patience` to train on.
@@ -202,10 +248,16 @@ class Trainer:
             cache_dir=self.cfg.cache_dir,
             batch_size=max(64, self.cfg.batch_size),
         )
+        # One process per machine computes the feature cache; the others then read it.
+        first = self.dist.local_rank == 0
+        if not first:
+            barrier()
         self._train_feats, _ = cached_features(decoded=self.data.train, desc="features train", **common)
         self._val_feats, _ = cached_features(decoded=self.data.val, desc="features val", **common)
         if self.cfg.tta:
             self._val_feats_flip, _ = cached_features(decoded=self.data.val, flip=True, desc="features val", **common)
+        if first:
+            barrier()
 
     def _run_epoch(self) -> None:
         cfg, e = self.cfg, self.epoch
@@ -219,7 +271,7 @@ class Trainer:
         batches = batch_slices(order, cfg.batch_size, cfg.max_train_batches)
         self.train_one_epoch(batches)
 
-        if self.budget.would_exceed(self._validation_estimate()):
+        if any_flags(self.budget.would_exceed(self._validation_estimate()))[0]:
             self._stop_now("max_runtime")
         t0 = time.monotonic()
         val = self.evaluate()
@@ -249,15 +301,30 @@ class Trainer:
                 self.budget.record_batch(dt)
                 bar.update(1)
                 bar.set_postfix(loss=f"{self.sums.loss / self.sums.seen:.4f}", img_s=f"{n / max(dt, 1e-9):.0f}")
-                if self.stop.requested:
-                    self._stop_now(self.stop.reason)
-                if b + 1 < len(batches) and self.budget.would_exceed(self.budget.batch_seconds * 1.5):
+                # One all-reduce per step: a signal or time limit on any rank stops every rank at this batch.
+                signalled, out_of_time = any_flags(
+                    self.stop.requested,
+                    b + 1 < len(batches) and self.budget.would_exceed(self.budget.batch_seconds * 1.5),
+                )
+                if signalled:
+                    self._stop_now(self.stop.reason or OTHER_RANK)
+                if out_of_time:
                     self._stop_now("max_runtime")
         finally:
             bar.close()
 
     def _train_step(self, idx: torch.Tensor) -> tuple[float, int, int]:
+        """One optimizer step on the global batch ``idx`` (this rank trains on its contiguous share of it)."""
         model, cfg = self.model, self.cfg
+        scale = 1.0
+        if self.dist.distributed:
+            global_y = torch.from_numpy(self.data.train_targets[idx.numpy()])
+            idx = idx.tensor_split(self.dist.world_size)[self.dist.rank]
+            # DDP averages gradients over ranks; weighting each rank's mean loss by its share of the global
+            # loss normaliser makes that average exactly the gradient of the global batch's mean loss, also for
+            # a last batch that does not split evenly and for class-weighted losses.
+            local_y = global_y[:0] if idx.numel() == 0 else torch.from_numpy(self.data.train_targets[idx.numpy()])
+            scale = self.dist.world_size * self._normaliser(local_y) / self._normaliser(global_y)
         y = torch.from_numpy(self.data.train_targets[idx.numpy()]).to(self.device)
         self.lr = self.schedule.apply(self.optimizer, cfg.lr, self.step)
         if self.use_features:
@@ -276,17 +343,28 @@ class Trainer:
                 else:
                     out = model(x)
         out = out.float()
-        loss = self.loss_fn(out, y)
+        n = int(y.shape[0])
+        loss = self.loss_fn(out, y) if n else out.sum() * 0.0  # an empty shard still joins the all-reduce
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * scale if scale != 1.0 else loss).backward()
+        if self.dist.distributed and model is unwrap(model):
+            all_reduce_grads(self.trainable, self.dist.world_size)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
         self.optimizer.step()
         self.step += 1
         with torch.no_grad():
             pred = unwrap(model).probabilities(out.detach()).argmax(1)
-        n = int(y.shape[0])
         return float(loss.item()) * n, int((pred == y).sum().item()), n
+
+    def _normaliser(self, y: torch.Tensor) -> float:
+        """What the loss divides its sum by for targets ``y``: their count, or their class weights' sum."""
+        weight = getattr(self.loss_fn, "weight", None)
+        if weight is None:
+            weight = getattr(self.loss_fn, "alpha", None)
+        if weight is None:
+            return float(y.numel())
+        return float(weight.detach().cpu()[y].sum())
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
@@ -294,11 +372,15 @@ class Trainer:
         from binsight.data.transforms import normalize_uint8
         from binsight.evaluation.metrics import classification_metrics
 
-        net = unwrap(self.model)
+        net = unwrap(self.model)  # never the DDP wrapper: ranks run different numbers of validation batches
         self.model.eval()
         loss_sum, probs = 0.0, []
         targets = self.data.val_targets
-        for idx in sequential_batches(len(self.data.val), max(1, self.cfg.batch_size * 2)):
+        # Each rank validates a contiguous share (no padding, no duplicates); the shares are gathered in rank
+        # order, so every rank computes the metrics over the whole validation set exactly once.
+        lo, hi = _shard_bounds(len(targets), self.dist)
+        for idx in sequential_batches(hi - lo, max(1, self.cfg.batch_size * 2)):
+            idx = idx + lo
             y = torch.from_numpy(targets[idx.numpy()]).to(self.device)
             with autocast(self.device, self.amp):
                 if self.use_features:
@@ -310,15 +392,18 @@ class Trainer:
                     x = normalize_uint8(gather(self.data.val.images, idx).to(self.device), self.mean, self.std)
                     if self.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
-                    out = self.model(x)
-                    out_flip = self.model(x.flip(3)) if self.cfg.tta else None
+                    out = net(x)
+                    out_flip = net(x.flip(3)) if self.cfg.tta else None
             loss_sum += float(self.loss_fn(out.float(), y).item()) * len(idx)
             p = net.probabilities(out.float())
             if out_flip is not None:
                 p = (p + net.probabilities(out_flip.float())) / 2
             probs.append(p.cpu())
         self._set_train_mode()
-        prob = torch.cat(probs).numpy().astype(np.float64)
+        local = torch.cat(probs).numpy().astype(np.float64) if probs else np.zeros((0, self.data.num_classes))
+        shares = all_gather_object((local, loss_sum))
+        prob = np.concatenate([p for p, _ in shares])
+        loss_sum = sum(ls for _, ls in shares)
         metrics = classification_metrics(
             targets, prob.argmax(1), self.data.num_classes, self.data.class_labels, probs=prob
         )
@@ -332,17 +417,30 @@ class Trainer:
         per_image = self.budget.batch_seconds / max(1, self.cfg.batch_size)
         return per_image * len(self.data.val) / 3
 
+    def _global_sums(self) -> EpochSums:
+        """The epoch's running sums over all ranks (``seconds`` is this rank's: the ranks run in lockstep)."""
+        if not self.dist.distributed:
+            return self.sums
+        parts = all_gather_object((self.sums.loss, self.sums.correct, self.sums.seen))
+        return EpochSums(
+            loss=sum(p[0] for p in parts),
+            correct=sum(p[1] for p in parts),
+            seen=sum(p[2] for p in parts),
+            seconds=self.sums.seconds,
+        )
+
     def _finish_epoch(self, e: int, val: dict[str, Any], val_seconds: float) -> None:
         cfg = self.cfg
+        sums = self._global_sums()
         row = {
             "epoch": e + 1,
-            "train_loss": self.sums.loss / max(1, self.sums.seen),
-            "train_acc": self.sums.correct / max(1, self.sums.seen),
+            "train_loss": sums.loss / max(1, sums.seen),
+            "train_acc": sums.correct / max(1, sums.seen),
             "val_loss": val["loss"],
             "val_acc": val["accuracy"],
             "val_macro_f1": val["macro_f1"],
             "lr": self.lr,
-            "seconds": round(self.sums.seconds + val_seconds, 3),
+            "seconds": round(sums.seconds + val_seconds, 3),
         }
         self.history.append(row)
         improved = val["macro_f1"] > self.best.f1
@@ -354,18 +452,20 @@ class Trainer:
         self.sums = EpochSums()
         if cfg.patience > 0 and self.best.bad_epochs >= cfg.patience and self.epoch < cfg.epochs:
             self.stopped_early = True
+        # Every rank computed the same metrics, but the decision is rank 0's so no rank can go on alone.
+        self.stopped_early = broadcast_object(self.stopped_early)
         self.finished = self.stopped_early or self.epoch >= cfg.epochs
+        if self.dist.is_main and improved:
+            self.checkpoints.save_best(
+                {
+                    "model": unwrap(self.model).state_dict(),
+                    "epoch": e + 1,
+                    "metrics": val,
+                    "classes": self.data.classes,
+                }
+            )
+        self._save_last()
         if self.dist.is_main:
-            if improved:
-                self.checkpoints.save_best(
-                    {
-                        "model": unwrap(self.model).state_dict(),
-                        "epoch": e + 1,
-                        "metrics": val,
-                        "classes": self.data.classes,
-                    }
-                )
-            self._save_last()
             write_metrics_csv(self.run_dir / "metrics.csv", self.history)
         log.info(
             "epoch %d/%d  train_loss %.4f acc %.3f | val_loss %.4f acc %.3f macro_f1 %.3f%s | lr %.3g | %.1fs",
@@ -389,21 +489,35 @@ class Trainer:
         for callback in self.on_epoch_end:
             callback(e + 1, row)
         if not self.finished:
-            if self.stop.requested:
-                self._stop_now(self.stop.reason, saved=True)
-            next_work = self.budget.batch_seconds * 1.5
-            if self.budget.would_exceed(next_work):
+            signalled, out_of_time = any_flags(
+                self.stop.requested, self.budget.would_exceed(self.budget.batch_seconds * 1.5)
+            )
+            if signalled:
+                self._stop_now(self.stop.reason or OTHER_RANK, saved=True)
+            if out_of_time:
                 self._stop_now("max_runtime", saved=True)
 
     def _save_last(self) -> Path:
+        """Write ``last.pt`` (rank 0). Collective when data-parallel: every rank calls it at the same point,
+        contributing its augmentation/RNG state and its share of the epoch's sums."""
         t0 = time.monotonic()
-        path = self.checkpoints.save_last(self.state_dict())
+        state = None
+        if self.dist.distributed:
+            ranks = all_gather_object({"aug": self.aug_gen.get_state(), "rng": rng_state()})
+            sums = self._global_sums()
+            if self.dist.is_main:
+                state = self.state_dict()
+                state.update(rank_states=ranks, sums=vars(sums).copy(), world_size=self.dist.world_size)
+        elif self.dist.is_main:
+            state = self.state_dict()
+        if state is not None:
+            self.checkpoints.save_last(state)
         self.budget.record_save(time.monotonic() - t0)
-        return path
+        return self.checkpoints.last
 
     def _stop_now(self, reason: str, saved: bool = False) -> None:
         """Checkpoint (unless just done) and raise Interrupted with how to resume."""
-        if not saved and self.dist.is_main:
+        if not saved:
             self._save_last()
         where = (
             f"after epoch {self.epoch}"
@@ -415,3 +529,10 @@ class Trainer:
             f"training stopped {where}: {why}. Checkpoint saved to {self.checkpoints.last}.\n"
             f"Resume with: binsight train --resume {self.run_dir}"
         )
+
+
+def _shard_bounds(n: int, dist: Dist) -> tuple[int, int]:
+    """``[lo, hi)`` of rank ``dist.rank``'s contiguous share of ``n`` items (sizes differ by at most one)."""
+    base, extra = divmod(n, dist.world_size)
+    lo = dist.rank * base + min(dist.rank, extra)
+    return lo, lo + base + (1 if dist.rank < extra else 0)

@@ -1,0 +1,139 @@
+"""Data-parallel training with real torchrun workers on loopback (gloo): equivalence, two nodes, faults.
+
+Each test starts a few Python processes that import torch, so they are few and use tiny data.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from binsight.config import load_config
+from binsight.config.schemas import TrainConfig
+from binsight.training.checkpoint import load_checkpoint
+from tests.conftest import cli_env, free_port
+from tests.integration.train_helpers import make_split
+
+pytestmark = pytest.mark.ddp
+
+TINY = ["model=tiny_cnn", "img_size=32", "augment=none", "patience=0"]
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> Path:
+    # 31 training images with a global batch of 8: the last batch (7) splits 4/3 over two workers.
+    return make_split(tmp_path_factory.mktemp("ddp"), n_train=31, n_val=9, n_test=2, size=36)
+
+
+def _binsight(*args: str, cache: Path) -> subprocess.Popen:
+    env = cli_env(BINSIGHT_CACHE_DIR=str(cache))
+    return subprocess.Popen(
+        [sys.executable, "-m", "binsight", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+def test_two_workers_end_an_epoch_with_the_weights_of_one_process(split, tmp_path):
+    from binsight.training.launch import train_distributed
+    from binsight.training.run import train
+
+    # SGD: Adam's first steps move each weight by about lr * sign(gradient), which turns float rounding in
+    # near-zero gradients into visible differences; SGD shows the equivalence itself.
+    cfg = load_config(
+        TrainConfig,
+        None,
+        [f"data={split}", *TINY, "batch_size=8", "epochs=1", "deterministic=true", "optimizer=sgd", "lr=0.05"]
+        + [f"cache_dir={tmp_path / 'cache'}", "seed=3"],
+    )
+    torch.set_num_threads(1)
+    single = train(cfg, out=tmp_path / "single", handle_signals=False)
+    ddp = train_distributed(cfg, nproc=2, out=tmp_path / "ddp")
+
+    a = load_checkpoint(tmp_path / "single" / "weights" / "last.pt")
+    b = load_checkpoint(tmp_path / "ddp" / "weights" / "last.pt")
+    assert b["world_size"] == 2 and len(b["rank_states"]) == 2
+    for key, value in a["model"].items():  # weights and BatchNorm running statistics
+        torch.testing.assert_close(b["model"][key], value, atol=1e-5, rtol=0, msg=key)
+    assert a["model"]["head.fc.weight"].abs().sum() > 0
+    assert ddp["history"][0]["train_loss"] == pytest.approx(single.history[0]["train_loss"], abs=1e-5)
+    # validation covers all 9 images once, whichever worker scored them
+    assert ddp["best_metrics"]["confusion_matrix"] == single.best_metrics["confusion_matrix"]
+    assert sum(map(sum, ddp["best_metrics"]["confusion_matrix"])) == 9
+    assert (ddp["artifact_dir"] / "model.json").is_file()
+
+
+def test_two_agents_on_loopback_train_as_two_nodes(split, tmp_path):
+    from binsight.inference.artifact import load_weights, read_meta
+
+    endpoint = f"127.0.0.1:{free_port()}"
+    run = tmp_path / "run"
+    args = ["train", "--data", split, *TINY, "batch_size=8", "epochs=2", "--nnodes", "2", "--nproc", "1"]
+    args += ["--rdzv-endpoint", endpoint, "--rdzv-timeout", "60", "--out", run]
+    nodes = [_binsight(*args, cache=tmp_path / "cache") for _ in range(2)]
+    outputs = [p.communicate(timeout=120)[0] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], "\n".join(outputs)
+    meta = read_meta(run / "artifact")
+    assert meta.architecture == "tiny_cnn" and meta.metrics["epoch"] in (1, 2)
+    assert load_weights(run / "artifact")  # the weights file loads and verifies
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3  # header + 2 epochs, written once (by rank 0)
+    assert "rank 1/2 joined" in "".join(outputs) or "joined" in "".join(outputs)
+
+
+def _worker_pids(launcher: int) -> dict[int, int]:
+    """{RANK: pid} of the launcher's worker processes, read from /proc."""
+    out = {}
+    for task in Path(f"/proc/{launcher}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for pid in children:
+            try:
+                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            for item in env:
+                if item.startswith(b"RANK="):
+                    out[int(item[5:])] = int(pid)
+    return out
+
+
+def test_a_killed_worker_restarts_the_group_which_resumes_and_finishes(split, tmp_path):
+    run = tmp_path / "run"
+    proc = _binsight(
+        "train", "--data", split, *TINY, "batch_size=4", "epochs=12", "--nproc", "2", "--max-restarts", "1",
+        "--out", run, cache=tmp_path / "cache",
+    )  # fmt: skip
+    last = run / "weights" / "last.pt"
+    deadline = time.monotonic() + 90
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = _worker_pids(proc.pid)
+    assert 1 in pids, f"no worker with RANK=1 under the launcher: {pids}"
+    os.kill(pids[1], signal.SIGKILL)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, output
+    assert "resuming from" in output, output
+    epochs = [int(r.split(",")[0]) for r in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert epochs == list(range(1, 13))
+    assert (run / "artifact" / "model.json").is_file()
+
+
+def test_a_rendezvous_that_cannot_form_fails_within_its_timeout_naming_the_endpoint(split, tmp_path):
+    port = free_port()
+    proc = _binsight(
+        "train", "--data", split, *TINY, "--nnodes", "2", "--nproc", "1", "--rdzv-endpoint", f"127.0.0.1:{port}",
+        "--rdzv-timeout", "8", "--out", tmp_path / "run", cache=tmp_path / "cache",
+    )  # fmt: skip
+    output = proc.communicate(timeout=90)[0]
+    assert proc.returncode == 1, output
+    assert f"127.0.0.1:{port}" in output and "did not form within 8s" in output, output
+    assert "Traceback" not in output.split("binsight: error:")[-1]
