@@ -25,6 +25,8 @@ _EXPORTS = {
     "CheckpointManager": "binsight.training.checkpoint",
     "load_checkpoint": "binsight.training.checkpoint",
     "load_split_data": "binsight.training.data",
+    "train_distributed": "binsight.training.launch",
+    "launch_workers": "binsight.training.launch",
 }
 
 __all__ = sorted(_EXPORTS)

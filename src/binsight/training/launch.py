@@ -104,11 +104,14 @@ def launch_workers(
     if rdzv_backend == "static":
         configs["rank"] = node_rank or 0
     threads = worker_threads(nproc)
-    # Workers inherit the environment: threads per worker, and the job's start (max_runtime spans restarts).
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ["BINSIGHT_WORKER_THREADS"] = str(threads)
-    os.environ.setdefault("BINSIGHT_JOB_START", repr(time.time()))
-    os.environ["BINSIGHT_LAUNCHED"] = "1"  # the launcher prints the result, not rank 0
+    # Workers inherit the environment: threads per worker, and the job's start (max_runtime spans restarts);
+    # the launcher prints the result, not rank 0. Restored afterwards: a library caller keeps its environment.
+    worker_env = {
+        "OMP_NUM_THREADS": str(threads),
+        "BINSIGHT_WORKER_THREADS": str(threads),
+        "BINSIGHT_JOB_START": os.environ.get("BINSIGHT_JOB_START") or repr(time.time()),
+        "BINSIGHT_LAUNCHED": "1",
+    }
     config = LaunchConfig(
         min_nodes=min_nodes,
         max_nodes=max_nodes,
@@ -132,6 +135,8 @@ def launch_workers(
         max_restarts,
     )
     resume_hint = f"binsight train --nproc {nproc} --resume {run_dir}" if run_dir else "binsight train --resume RUN"
+    saved = {key: os.environ.get(key) for key in worker_env}
+    os.environ.update(worker_env)
     try:
         elastic_launch(config, sys.executable)(*worker_argv)
     except ChildFailedError as exc:
@@ -154,6 +159,12 @@ def launch_workers(
             f"expected ({type(exc).__name__}: {exc}). Start the same command on every machine, check that "
             f"{rdzv_endpoint} is reachable from each, or raise --rdzv-timeout"
         ) from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def train_distributed(cfg, nproc: int, out: str | Path, max_restarts: int = 0) -> dict[str, Any]:
