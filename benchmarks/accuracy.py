@@ -153,7 +153,7 @@ def format_table(entries: list[dict]) -> str:
     for e in entries:
         cells = [f"{e['test'][key]:.3f}" for key, _ in COLUMNS]
         lines.append(
-            f"| {e['recipe']} | "
+            f"| {e['recipe']}{' (' + ' '.join(e['overrides']) + ')' if e['overrides'] else ''} | "
             + " | ".join(cells)
             + f" | {e['val_macro_f1']:.3f} | {e['epochs_run']} ({e['best_epoch']}) | {e['train_seconds']:.0f} |"
         )

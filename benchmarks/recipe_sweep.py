@@ -77,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     os.environ.setdefault("BINSIGHT_NO_PROGRESS", "1")
-    entries = json.loads(args.results.read_text()) if args.results.is_file() else []
     for text in args.exp:
         name, overrides = parse_exp(text)
         for seed in [int(s) for s in args.seeds.split(",")]:
             row = run_experiment(args.base, args.data, name, overrides, seed, BENCH_DIR / "runs")
             row["base"] = str(args.base.relative_to(REPO)) if args.base.is_relative_to(REPO) else str(args.base)
+            # Re-read before each append: several sweeps may share one results file.
+            entries = json.loads(args.results.read_text()) if args.results.is_file() else []
             entries.append(row)
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(json.dumps(entries, indent=2) + "\n")
