@@ -12,9 +12,23 @@ from tests.conftest import cli_env, run_cli
 TINY = {
     "name": "tiny",
     "out": "runs",
-    "stages": ["synth", "split", "stats", "train", "evaluate", "tune", "final", "export", "deploy", "smoke", "cleanup"],
+    "stages": [
+        "synth",
+        "split",
+        "stats",
+        "train",
+        "evaluate",
+        "tune",
+        "final",
+        "ddp_train",
+        "export",
+        "deploy",
+        "smoke",
+        "cleanup",
+    ],
     "synth": {"n": 60, "width_min": 96, "width_max": 128},
     "train": {"model": "tiny_cnn", "img_size": 32, "epochs": 2, "batch_size": 16},
+    "ddp": {"nproc": 2, "train": {"model": "tiny_cnn", "img_size": 32, "epochs": 1, "batch_size": 16}},
     "tune": {
         "trials": 2,
         "space": {"freeze_backbone": [False], "batch_size": [16]},
@@ -40,6 +54,8 @@ def test_full_pipeline_runs_every_stage_and_cleans_up(tmp_path: Path):
     assert (run / "train" / "artifact" / "model.json").is_file()
     assert (run / "final" / "metrics.json").is_file() and (run / "tune" / "best.yaml").is_file()
     assert (run / "final" / "artifact" / "model.onnx").is_file()
+    assert (run / "ddp_train" / "artifact" / "model.safetensors").is_file()
+    assert "2 data-parallel workers" in state["stages"]["ddp_train"]["section"]["summary"]
     # smoke test: the endpoint and the gateway's three entry shapes all answered with a prediction
     answers = state["stages"]["smoke"]["outputs"]["answers"]
     assert set(answers) == {

@@ -278,6 +278,21 @@ class ServeConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """The pipeline's distributed training stage: ``train`` run by ``nproc`` local data-parallel workers."""
+
+    nproc: int = 2
+    max_restarts: int = 1
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        if self.nproc < 1:
+            raise ValueError("nproc must be >= 1")
+        if self.max_restarts < 0:
+            raise ValueError("max_restarts must be >= 0")
+
+
+@dataclass
 class PipelineConfig:
     """`binsight pipeline`: the whole life of a model, as named stages."""
 
@@ -289,4 +304,5 @@ class PipelineConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    ddp: DistributedConfig = field(default_factory=DistributedConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from binsight.pipeline.core import STAGES, Section, StageContext, register_stage
@@ -31,22 +32,31 @@ def _fresh(path: Path) -> Path:
     return path
 
 
-def train_into(ctx: StageContext, folder: str, cfg=None) -> tuple[dict[str, Any], Section]:
-    """Train ``cfg`` (default: the pipeline's train section) into ``run_dir/folder``; shared by the train
-    stages (baseline, distributed, final)."""
-    from binsight.training.run import train
-
+def train_into(
+    ctx: StageContext, folder: str, cfg=None, nproc: int = 0, max_restarts: int = 0
+) -> tuple[dict[str, Any], Section]:
+    """Train ``cfg`` (default: the pipeline's train section) into ``run_dir/folder``, in this process or with
+    ``nproc`` data-parallel workers; shared by the train stages (baseline, distributed, final)."""
     split_dir = ctx.require("split", "split_dir")
     cfg = replace(cfg or ctx.cfg.train, data=str(split_dir), name=folder)
-    result = train(cfg, out=_fresh(ctx.path(folder)), handle_signals=True)
+    if nproc:
+        from binsight.training.launch import train_distributed
+
+        out = train_distributed(cfg, nproc, _fresh(ctx.path(folder)), max_restarts=max_restarts)
+        result = SimpleNamespace(**out)
+    else:
+        from binsight.training.run import train
+
+        result = train(cfg, out=_fresh(ctx.path(folder)), handle_signals=True)
     best = result.best_metrics
     rows = [
         [r["epoch"], r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"], r["val_macro_f1"], r["seconds"]]
         for r in result.history
     ]
+    workers = f"{nproc} data-parallel workers (gloo), global batch {cfg.batch_size}; " if nproc else ""
     sec = Section(
         f"Training ({folder})",
-        summary=f"{cfg.model} ({cfg.weights} weights, {cfg.head} head, {cfg.loss} loss) at {cfg.img_size} px, "
+        summary=f"{workers}{cfg.model} ({cfg.weights} weights, {cfg.head} head, {cfg.loss} loss) at {cfg.img_size} px, "
         f"{len(result.history)} epochs{' (stopped early)' if result.stopped_early else ''}; best epoch "
         f"{result.best_epoch}: validation macro-F1 {best['macro_f1']:.3f}, accuracy {best['accuracy']:.3f}.",
         tables=[
@@ -118,6 +128,11 @@ def register_all() -> None:
     @register_stage("evaluate", "evaluate the trained model on the test split (calibrated on val)")
     def stage_evaluate(ctx: StageContext):
         return evaluate_section(ctx, ctx.require("train", "run_dir"), "Evaluation (test split)")
+
+    @register_stage("ddp_train", "train the `ddp.train` config with `ddp.nproc` data-parallel workers (torchrun)")
+    def stage_ddp(ctx: StageContext):
+        ddp = ctx.cfg.ddp
+        return train_into(ctx, "ddp_train", ddp.train, nproc=ddp.nproc, max_restarts=ddp.max_restarts)
 
     @register_stage("tune", "Optuna search over the `tune` section (pruned trials, shared caches)")
     def stage_tune(ctx: StageContext):
