@@ -150,7 +150,8 @@ def test_killed_worker_trial_is_failed_retried_and_resumed(split, tmp_path):
 
 def test_sigterm_stops_parallel_workers_with_checkpoints_and_resume_continues(split, tmp_path):
     out = tmp_path / "stopped"
-    args = [*TINY_TUNE, "train.epochs=10", "train.max_train_batches=0", "space.patience=[0]", "pruner=none"]
+    # enough epochs that neither worker finishes before the other has checkpointed its first epoch
+    args = [*TINY_TUNE, "train.epochs=30", "train.max_train_batches=0", "space.patience=[0]", "pruner=none"]
     cmd = [sys.executable, "-m", "binsight", "tune", "--data", str(split), "--trials", "2", "--jobs", "2"]
     proc = subprocess.Popen([*cmd, "--out", str(out), *args], env=cli_env(), stderr=subprocess.PIPE, text=True)
     paths = [out / "trials" / n / "metrics.csv" for n in ("0", "1")]
@@ -165,7 +166,7 @@ def test_sigterm_stops_parallel_workers_with_checkpoints_and_resume_continues(sp
     assert proc.returncode == 3, err  # stopped, checkpoints saved
     assert f"binsight tune --resume {out}" in err
     before = {n: list(csv.DictReader(p.open())) for n, p in zip(("0", "1"), paths, strict=True)}
-    assert all(1 <= len(rows) < 10 for rows in before.values())
+    assert all(1 <= len(rows) < 30 for rows in before.values())
     rows = read_trials(out)
     assert [r["state"] for r in rows] == ["FAIL", "FAIL"] and all("checkpoint" in r["note"] for r in rows)
 
@@ -176,7 +177,7 @@ def test_sigterm_stops_parallel_workers_with_checkpoints_and_resume_continues(sp
     assert sorted(retried) == ["0", "1"]
     for old, new in retried.items():
         epochs = list(csv.DictReader((out / "trials" / new / "metrics.csv").open()))
-        assert len(epochs) == 10
+        assert len(epochs) == 30
         assert [e["seconds"] for e in epochs[: len(before[old])]] == [e["seconds"] for e in before[old]]
 
 
