@@ -210,11 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     for entry in entries:
         entry["command"], entry["date"] = report["command"], report["date"]
     if out.is_file() and not args.fresh:
-        # Keep the other recipes of an earlier run on the same split, so recipes can be (re)run one at a time.
+        # Keep other (recipe, overrides) entries of earlier runs on the same split: recipes can be run one at a time.
         old = json.loads(out.read_text())
         if old.get("dataset") == args.dataset and old.get("split", {}).get("sizes") == report["split"]["sizes"]:
-            names = {e["recipe"] for e in entries}
-            entries[:0] = [e for e in old.get("recipes", []) if e["recipe"] not in names]
+            names = {(e["recipe"], tuple(e["overrides"])) for e in entries}
+            entries[:0] = [e for e in old.get("recipes", []) if (e["recipe"], tuple(e["overrides"])) not in names]
             report["recipes"] = entries
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

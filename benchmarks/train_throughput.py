@@ -1,6 +1,6 @@
 """Training throughput: epochs of ``binsight train`` vs the capstone report's loop, measured in the same run.
 
-    .venv/bin/python benchmarks/train_throughput.py [--n 500] [--model efficientnet_lite0] [--img-size 224]
+    .venv/bin/python benchmarks/train_throughput.py [--n 500] [--model resnet18] [--weights none] [--img-size 128]
                                                     [--batch-size 32] [--epochs 3] [--threads 2]
 
 Data: ``--n`` SynthBins images (seed 0, ABID-sized JPEGs) split 80/10/10 into ``$BINSIGHT_BENCH_DIR``
@@ -17,7 +17,9 @@ Variants, each in its own subprocess (so peak memory is that variant's own):
 Each epoch is train + validation; epoch 1 of both variants includes building the model and data. Every epoch
 is timed from the end of the previous one, so checkpoint writes (binsight saves ``last.pt``/``best.pt`` every
 epoch) are counted. Peak memory is ``ru_maxrss`` of the variant's process, plus that of its own children
-(the DataLoader workers) reported separately. Writes ``benchmarks/results/train_throughput.json``.
+(the DataLoader workers) reported separately; for children it is the largest single child, and in this
+environment ``import torch`` itself leaves one ~430 MB helper child, so that much appears for both variants.
+Writes ``benchmarks/results/train_throughput.json``.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def child_binsight(args: argparse.Namespace) -> dict:
     t_done = time.monotonic()
     epoch_seconds = [ends[0] - t_start] + [b - a for a, b in zip(ends, ends[1:], strict=False)]
     return {
-        "n_train": int(len(result.history) and _count_rows(args.data / "train.csv")),
+        "n_train": _count_rows(args.data / "train.csv"),
         "n_val": _count_rows(args.data / "val.csv"),
         "epoch_seconds": epoch_seconds,
         "train_loop_seconds": [row["seconds"] for row in result.history],  # batches + validation, per trainer
@@ -180,9 +182,9 @@ def format_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500, help="SynthBins images (80%% train)")
-    parser.add_argument("--model", default="efficientnet_lite0")
-    parser.add_argument("--weights", default="imagenet")
-    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--weights", default="none")
+    parser.add_argument("--img-size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads per variant")
