@@ -93,3 +93,32 @@ def test_pipeline_rejects_unknown_stage_and_key(tmp_path: Path):
     assert not (tmp_path / "runs").exists()  # nothing is created before the config is known to be good
     bad = run_cli("pipeline", "synth.nn=3", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "unknown key synth.nn" in bad.stderr
+
+
+def test_interrupted_training_stage_continues_on_resume(tmp_path: Path):
+    """A stage stopped by max_runtime keeps its checkpoint; `--resume` continues it instead of starting over."""
+    cfg = tmp_path / "p.yaml"
+    small = {
+        "name": "stop",
+        "stages": ["synth", "split", "train"],
+        "synth": {"n": 40, "width_min": 96, "width_max": 128},
+        "train": {"model": "tiny_cnn", "img_size": 32, "epochs": 80, "batch_size": 4, "patience": 0, "max_runtime": 4},
+    }
+    cfg.write_text(yaml.safe_dump(small))
+    env = cli_env(BINSIGHT_CACHE_DIR=str(tmp_path / "cache"))
+    first = run_cli("pipeline", "--config", cfg, cwd=tmp_path, env=env, check=False)
+    assert first.returncode == 3, first.stderr  # stopped with a checkpoint
+    run = tmp_path / "runs" / "pipeline" / "stop"
+    state = json.loads((run / "pipeline.json").read_text())
+    assert state["stages"]["train"]["status"] == "failed"
+    assert (run / "train" / "weights" / "last.pt").is_file()
+    csv_path = run / "train" / "metrics.csv"
+    done_epochs = len(csv_path.read_text().splitlines()) - 1 if csv_path.exists() else 0
+    assert done_epochs < 80
+    second = run_cli("pipeline", "--config", cfg, "--resume", "train.max_runtime=0", cwd=tmp_path, env=env)
+    state = json.loads((run / "pipeline.json").read_text())
+    assert state["stages"]["train"]["status"] == "done"
+    assert "resuming" in second.stderr
+    rows = (run / "train" / "metrics.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, 81))  # one run: epochs 1..80, none twice
+    assert state["stages"]["synth"]["finished"] < state["stages"]["train"]["finished"]

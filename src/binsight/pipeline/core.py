@@ -42,6 +42,9 @@ class StageContext:
     cfg: PipelineConfig
     run_dir: Path
     outputs: dict[str, dict[str, Any]]
+    # True when the user asked for this stage again (--from/--only): start it over. False on a first run or
+    # a --resume after an interruption: a stage may then continue its own checkpoints.
+    restart: bool = False
 
     def path(self, *parts: str) -> Path:
         return self.run_dir.joinpath(*parts)
@@ -153,6 +156,7 @@ def run_pipeline(
         if action == "skip":
             state["stages"][name] = {"status": "skipped"}
             continue
+        ctx.restart = bool(start or only)
         log.info("pipeline: stage %s …", name)
         wall0, cpu0 = time.perf_counter(), _cpu_seconds()
         entry: dict[str, Any] = {"status": "running", "started": datetime.now(UTC).isoformat(timespec="seconds")}

@@ -32,6 +32,12 @@ def _fresh(path: Path) -> Path:
     return path
 
 
+def _stage_dir(ctx: StageContext, folder: str) -> Path:
+    """The stage's folder: emptied when the stage is asked for again, kept (to continue) otherwise."""
+    path = ctx.path(folder)
+    return _fresh(path) if ctx.restart else path
+
+
 def train_into(
     ctx: StageContext, folder: str, cfg=None, nproc: int = 0, max_restarts: int = 0
 ) -> tuple[dict[str, Any], Section]:
@@ -42,12 +48,13 @@ def train_into(
     if nproc:
         from binsight.training.launch import train_distributed
 
-        out = train_distributed(cfg, nproc, _fresh(ctx.path(folder)), max_restarts=max_restarts)
+        out = train_distributed(cfg, nproc, _stage_dir(ctx, folder), max_restarts=max_restarts)
         result = SimpleNamespace(**out)
     else:
         from binsight.training.run import train
 
-        result = train(cfg, out=_fresh(ctx.path(folder)), handle_signals=True)
+        # An interrupted stage continues from its last checkpoint when the pipeline is resumed.
+        result = train(cfg, out=_stage_dir(ctx, folder), handle_signals=True, auto_resume=True)
     best = result.best_metrics
     rows = [
         [r["epoch"], r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"], r["val_macro_f1"], r["seconds"]]
@@ -160,8 +167,8 @@ def tune_section(ctx: StageContext) -> tuple[dict[str, Any], Section]:
 
     split_dir = ctx.require("split", "split_dir")
     cfg = replace(ctx.cfg.tune, train=replace(ctx.cfg.tune.train, data=str(split_dir)))
-    summary = run_study(cfg, split_dir, _fresh(ctx.path("tune")), show_progress=True)
-    tune_dir = ctx.path("tune")
+    tune_dir = _stage_dir(ctx, "tune")
+    summary = run_study(cfg, split_dir, tune_dir, resume=(tune_dir / "study.json").exists(), show_progress=True)
     trials = []
     csv_path = tune_dir / "trials.csv"
     if csv_path.is_file():
