@@ -1,0 +1,67 @@
+"""The accuracy benchmark's fixed choices: SynthBins split sizes, recipe paths, and the shipped recipes."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from binsight.config.loader import load_config
+from binsight.config.schemas import TrainConfig
+from binsight.data.split import split_counts
+from binsight.data.synth.plan import class_plan
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def accuracy():
+    spec = importlib.util.spec_from_file_location("bench_accuracy", REPO / "benchmarks" / "accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_synth_split_fractions_give_the_reports_val_and_test_sizes(accuracy):
+    plan = class_plan(accuracy.SYNTH_N, [1, 2, 3, 4, 5], "udacity")
+    assert sum(plan.values()) == 10_441
+    sizes = [split_counts(n, *accuracy.SYNTH_SPLIT) for n in plan.values()]
+    train, val, test = (sum(s[i] for s in sizes) for i in range(3))
+    assert (val, test) == (1041, 1049)  # the report's val / test sizes
+    assert train == 10_441 - 1041 - 1049
+
+
+def test_recipe_path_resolves_names_and_paths(accuracy, tmp_path):
+    assert accuracy.recipe_path("abid") == REPO / "configs" / "abid.yaml"
+    own = tmp_path / "mine.yaml"
+    assert accuracy.recipe_path(str(own)) == own
+
+
+def test_shipped_recipes_differ_where_the_benchmark_says():
+    seed = load_config(TrainConfig, REPO / "configs" / "seed-baseline.yaml")
+    ours = load_config(TrainConfig, REPO / "configs" / "abid.yaml")
+    # The report's recipe: Adam at 2e-5, batch 64, plain CE, no augmentation, centre crop, whole network trained.
+    assert (seed.optimizer, seed.lr, seed.batch_size, seed.loss) == ("adam", 2.0e-5, 64, "ce")
+    assert (seed.augment, seed.resize, seed.img_size, seed.patience) == ("none", "center_crop", 224, 5)
+    assert not seed.freeze_backbone
+    assert seed.model == ours.model == "efficientnet_lite0" and seed.weights == ours.weights == "imagenet"
+    assert (ours.resize, ours.loss) == ("letterbox", "weighted_ce")
+    # The head-only recipe must hit the trainer's feature-cache path.
+    assert ours.freeze_backbone and ours.augment == "none"
+
+
+def test_format_table_lists_every_recipe(accuracy):
+    entry = {
+        "recipe": "abid",
+        "overrides": ["epochs=3"],
+        "test": {key: 0.5 for key, _ in accuracy.COLUMNS},
+        "val_macro_f1": 0.4,
+        "epochs_run": 3,
+        "best_epoch": 2,
+        "train_seconds": 12.0,
+    }
+    table = accuracy.format_table([entry, {**entry, "recipe": "seed-baseline", "overrides": []}])
+    lines = table.splitlines()
+    assert len(lines) == 4
+    assert lines[2].startswith("| abid (epochs=3) |") and lines[3].startswith("| seed-baseline |")
