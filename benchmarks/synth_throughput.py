@@ -28,18 +28,9 @@ os.environ.setdefault("BINSIGHT_NO_PROGRESS", "1")
 
 from binsight.config.schemas import SynthConfig  # noqa: E402
 from binsight.data.synth import SYNTH_VERSION, generate  # noqa: E402
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "synth_throughput.json"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _digest(root: Path) -> str:
@@ -89,7 +80,7 @@ def main() -> int:
         "benchmark": "synth_throughput",
         "command": f"{Path(sys.executable).name} benchmarks/synth_throughput.py --n {args.n} --seed {args.seed}",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cores": cores, "cpu_model": _cpu_model(), "python": platform.python_version()},
+        "machine": {"cores": cores, "cpu_model": cpu_model(), "python": platform.python_version()},
         "synth_version": SYNTH_VERSION,
         "n": args.n,
         "config": "defaults: width 300-550 px, aspect 0.55-1.4, JPEG quality 70-95",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from machine import machine_info  # noqa: E402
 
 
 def make_split(work: Path, n: int) -> Path:
@@ -44,13 +46,12 @@ def make_split(work: Path, n: int) -> Path:
     return split
 
 
-MODEL = ["model=tiny_cnn", "weights=none"]
+MODEL = ["model=tiny_cnn", "weights=none", "img_size=64"]
 
 
 def base_train(epochs: int) -> list[str]:
     return [
         *MODEL,
-        "img_size=64",
         f"epochs={epochs}",
         "optimizer=adam",
         "augment=none",
@@ -146,18 +147,19 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--model", default="tiny_cnn", help="backbone (efficientnet_lite0: slow on 2 cores)")
     parser.add_argument("--weights", default="none", help="starting weights: none or imagenet")
+    parser.add_argument("--img-size", type=int, default=64, help="input side in pixels")
     parser.add_argument("--work", type=Path, default=Path("/tmp/binsight-bench-tune"))
     args = parser.parse_args()
-    MODEL[:] = [f"model={args.model}", f"weights={args.weights}"]
+    MODEL[:] = [f"model={args.model}", f"weights={args.weights}", f"img_size={args.img_size}"]
     args.work.mkdir(parents=True, exist_ok=True)
     split = make_split(args.work, args.n)
     baseline = run_baseline(args.work, split, args.trials, args.epochs)
     ours = run_ours(args.work, split, args.trials, args.epochs, args.jobs)
     result = {
         "benchmark": "tuning",
-        "machine": {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
+        "machine": machine_info(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "data": {"synthbins_images": args.n, "img_size": 64, "model": args.model, "weights": args.weights},
+        "data": {"synthbins_images": args.n, "img_size": args.img_size, "model": args.model, "weights": args.weights},
         "epochs_per_trial": args.epochs,
         "load_average_1m": os.getloadavg()[0],
         "ours": ours,

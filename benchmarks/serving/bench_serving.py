@@ -37,9 +37,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # benchmarks/machine.py
 os.environ.setdefault("BINSIGHT_NO_PROGRESS", "1")
 
 from loadgen import run_load  # noqa: E402
+
+from machine import cpu_model  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "serving.json"
 ABID_SAMPLE = REPO.parent / "shared" / "abid-sample"
@@ -50,13 +53,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def matmul_roofline(threads: int = 2, n: int = 2048, repeats: int = 10) -> float:
