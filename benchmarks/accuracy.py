@@ -23,11 +23,13 @@ import datetime as dt
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import machine_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -48,17 +50,6 @@ COLUMNS = [
 def bench_dir() -> Path:
     """Where splits, caches and runs go: ``$BINSIGHT_BENCH_DIR`` or ``/tmp/binsight-bench``."""
     return Path(os.environ.get("BINSIGHT_BENCH_DIR", "/tmp/binsight-bench"))
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (``unknown`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_split(dataset: str, root: Path, synth_n: int = SYNTH_N) -> tuple[Path, dict]:
@@ -196,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": args.dataset,
         "command": "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model(), "python": platform.python_version()},
+        "machine": machine_info(),
         "torch_threads": args.threads,
         "split": {
             "dir": str(split_dir),

@@ -22,7 +22,6 @@ import csv
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -30,6 +29,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import machine_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "ddp_scaling.json"
@@ -127,7 +129,7 @@ def main() -> None:
             {
                 "benchmark": "ddp_scaling",
                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "machine": {"cores": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+                "machine": machine_info(),
                 "config": vars(args),
                 "load_average_at_end": load,
                 "results": results,

@@ -28,7 +28,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -36,22 +35,15 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import machine_info  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "train_throughput.json"
 
 
 def bench_dir() -> Path:
     return Path(os.environ.get("BINSIGHT_BENCH_DIR", "/tmp/binsight-bench"))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_data(n: int) -> Path:
@@ -204,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "train_throughput",
         "command": "python benchmarks/train_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model(), "python": platform.python_version()},
+        "machine": machine_info(),
         "setup": {
             "data": f"SynthBins n={args.n} seed 0, split 80/10/10 (seed 42)",
             "model": args.model,
