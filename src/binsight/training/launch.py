@@ -140,10 +140,11 @@ def launch_workers(
     try:
         elastic_launch(config, sys.executable)(*worker_argv)
     except ChildFailedError as exc:
-        codes = {f.exitcode for f in exc.failures.values()}
-        if codes == {INTERRUPTED_EXIT}:
-            raise Interrupted(f"the workers stopped with a checkpoint saved.\nResume with: {resume_hint}") from None
         first_rank, first = min(exc.failures.items(), key=lambda kv: kv[1].timestamp)
+        # The ranks agree on a stop and checkpoint together; once the first exits with code 3 the agent ends the
+        # others, which may then report a signal instead of 3. The first failure tells what happened.
+        if first.exitcode == INTERRUPTED_EXIT:
+            raise Interrupted(f"the workers stopped with a checkpoint saved.\nResume with: {resume_hint}") from None
         raise BinsightError(
             f"worker rank {first_rank} failed with exit code {first.exitcode} "
             f"after {max_restarts} restart(s) (its error is printed above)"

@@ -519,6 +519,8 @@ class Trainer:
         """Checkpoint (unless just done) and raise Interrupted with how to resume."""
         if not saved:
             self._save_last()
+        if self.dist.distributed:
+            barrier()  # no rank exits (and so gets its peers killed by the agent) before rank 0 has written last.pt
         where = (
             f"after epoch {self.epoch}"
             if self.batch_in_epoch == 0
