@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from binsight.utils.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ABID_SAMPLE = Path(os.environ.get("BINSIGHT_ABID_SAMPLE", REPO.parent / "shared" / "abid-sample"))
@@ -54,12 +55,6 @@ def abid_sample() -> Path:
     if not (ABID_SAMPLE / "labels.csv").is_file():
         pytest.skip(f"ABID sample not found at {ABID_SAMPLE} (set BINSIGHT_ABID_SAMPLE to its folder)")
     return ABID_SAMPLE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

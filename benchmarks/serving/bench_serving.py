@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,17 +41,12 @@ os.environ.setdefault("BINSIGHT_NO_PROGRESS", "1")
 
 from loadgen import run_load  # noqa: E402
 
+from binsight.utils.net import free_port  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "serving.json"
 ABID_SAMPLE = REPO.parent / "shared" / "abid-sample"
 RESNET50_GFLOP = 8.2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def matmul_roofline(threads: int = 2, n: int = 2048, repeats: int = 10) -> float:

@@ -31,6 +31,7 @@ from binsight.serving.endpoints import (
     update_endpoint,
 )
 from binsight.serving.registry import EndpointRegistry
+from binsight.utils.net import free_port
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.timeout(120)
@@ -227,7 +228,7 @@ def test_cleanup_stops_everything_and_is_idempotent(home, artifacts):
     ready = demo(artifacts)
     starting = create_endpoint("starting", artifacts[1], wait=False)  # cleaned up while still Creating
     reg = EndpointRegistry()
-    reg.create_endpoint("stale", str(artifacts[0]), "torch", procs.free_port())  # a row with no process at all
+    reg.create_endpoint("stale", str(artifacts[0]), "torch", free_port())  # a row with no process at all
     deadline = time.monotonic() + 20
     while len(procs.group_members(starting["supervisor_pid"])) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)

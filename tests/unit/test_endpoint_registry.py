@@ -22,6 +22,7 @@ from binsight.serving.registry import (
     EndpointRegistry,
     binsight_home,
 )
+from binsight.utils.net import free_port
 
 
 @pytest.fixture
@@ -162,7 +163,7 @@ def test_pid_alive_counts_zombies_as_dead():
 
 
 def test_ports_free_and_taken():
-    port = procs.free_port()
+    port = free_port()
     assert procs.port_free("127.0.0.1", port)
     import socket
 

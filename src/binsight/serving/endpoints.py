@@ -32,6 +32,7 @@ from binsight.serving.registry import (
     EndpointRegistry,
     endpoint_dir,
 )
+from binsight.utils.net import free_port
 
 __all__ = [
     "EndpointRegistry",
@@ -170,7 +171,7 @@ def create_endpoint(
     reg = _registry(home)
     if port is None:
         used = {row["port"] for row in reg.list_endpoints()}
-        port = next(p for p in iter(lambda: procs.free_port(host), None) if p not in used)
+        port = next(p for p in iter(lambda: free_port(host), None) if p not in used)
     elif not 1 <= port <= 65535:
         raise BinsightError(f"port {port} is out of range 1..65535")
     elif not procs.port_free(host, port):

@@ -31,7 +31,6 @@ from typing import Any
 import httpx
 import uvicorn
 
-from binsight.serving.procs import free_port
 from binsight.serving.proxy import Backend, ReverseProxy
 from binsight.serving.registry import (
     DELETING,
@@ -41,6 +40,7 @@ from binsight.serving.registry import (
     EndpointRegistry,
     endpoint_dir,
 )
+from binsight.utils.net import free_port
 
 log = logging.getLogger("binsight.endpoint")
 

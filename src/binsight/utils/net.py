@@ -6,7 +6,8 @@ import socket
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now (the OS picks it)."""
+    """A TCP port the OS says is free on ``host`` now (another process may still take it before the caller binds
+    it, so callers retry)."""
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
