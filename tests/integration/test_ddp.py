@@ -18,7 +18,7 @@ import torch
 from binsight.config import load_config
 from binsight.config.schemas import TrainConfig
 from binsight.training.checkpoint import load_checkpoint
-from tests.conftest import cli_env, free_port
+from tests.conftest import cli_env, free_port, held_env
 from tests.integration.train_helpers import make_split
 
 pytestmark = pytest.mark.ddp
@@ -32,8 +32,8 @@ def split(tmp_path_factory) -> Path:
     return make_split(tmp_path_factory.mktemp("ddp"), n_train=31, n_val=9, n_test=2, size=36)
 
 
-def _binsight(*args: str, cache: Path) -> subprocess.Popen:
-    env = cli_env(BINSIGHT_CACHE_DIR=str(cache))
+def _binsight(*args: str, cache: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**(env or cli_env()), "BINSIGHT_CACHE_DIR": str(cache)}
     return subprocess.Popen(
         [sys.executable, "-m", "binsight", *map(str, args)],
         stdout=subprocess.PIPE,
@@ -110,8 +110,8 @@ def test_a_killed_worker_restarts_the_group_which_resumes_and_finishes(split, tm
     run = tmp_path / "run"
     proc = _binsight(
         "train", "--data", split, *TINY, "batch_size=4", "epochs=6", "--nproc", "2", "--max-restarts", "1",
-        "--out", run, cache=tmp_path / "cache",
-    )  # fmt: skip
+        "--out", run, cache=tmp_path / "cache", env=held_env(tmp_path, epoch=1),
+    )  # fmt: skip  # the workers wait after epoch 1 (until stopped) so the kill cannot come after the last epoch
     last = run / "weights" / "last.pt"
     deadline = time.monotonic() + 90
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
