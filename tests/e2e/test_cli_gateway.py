@@ -21,7 +21,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, cli_env, free_port, run_cli
-from tests.integration.gateway_servers import FakeEndpoint, ImageServer, fake_prediction, make_jpeg
+from tests.integration.gateway_servers import (
+    FakeEndpoint,
+    ImageServer,
+    aws_test_env,
+    corrupt_jpeg,
+    fake_prediction,
+    make_jpeg,
+    moto_s3,
+    s3_record,
+)
 
 
 def http(method: str, url: str, body: bytes | None = None, content_type: str | None = None):
@@ -122,6 +131,45 @@ def test_gateway_invoke_event_file(endpoint, tmp_path):
     event.write_text(json.dumps({"url": "http://10.0.0.1/x.jpg"}))
     proc = run_cli("gateway", "invoke", event, "--endpoint", endpoint.url, check=False)
     assert proc.returncode == 1 and json.loads(proc.stdout)["statusCode"] == 403
+
+
+def test_gateway_invoke_s3_event_retryable_failure_exits_75(endpoint, tmp_path):
+    import boto3
+
+    image = make_jpeg((28, 28))
+    event = tmp_path / "s3-event.json"
+    event.write_text(json.dumps({"Records": [s3_record("in/ok.jpg", "cli-bins"), s3_record("in/bad.jpg", "cli-bins")]}))
+    with moto_s3() as s3_url:
+        env = cli_env(BINSIGHT_S3_ENDPOINT_URL=s3_url, **aws_test_env(tmp_path))
+        env.pop("BINSIGHT_GATEWAY_RAISE_ON_RETRYABLE", None)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        s3.create_bucket(Bucket="cli-bins")
+        s3.put_object(Bucket="cli-bins", Key="in/ok.jpg", Body=image)
+        s3.put_object(Bucket="cli-bins", Key="in/bad.jpg", Body=corrupt_jpeg())
+        args = ("gateway", "invoke", event, "--endpoint", endpoint.url, "--retries", "0")
+
+        endpoint.always_status = 503
+        proc = run_cli(*args, check=False, env=env, timeout=60)
+        assert proc.returncode == 75, proc.stderr
+        assert "binsight: error: 1 of 2 S3 record(s) failed with a retryable error" in proc.stderr
+        assert "s3://cli-bins/in/ok.jpg: endpoint_unavailable (retryable)" in proc.stderr
+        assert "s3://cli-bins/in/bad.jpg: unsupported_media_type (permanent)" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        shown = json.loads(proc.stdout)  # every record's result is still printed
+        assert [r["retryable"] for r in shown["results"]] == [True, False]
+
+        endpoint.always_status = None  # the endpoint is back: the retry succeeds for the transient record
+        proc = run_cli(*args, check=False, env=env, timeout=60)
+        assert proc.returncode == 1, proc.stderr  # only the permanent failure is left: reported, not retried
+        results = json.loads(proc.stdout)["results"]
+        assert results[0]["prediction"] == fake_prediction(image, None)
+        assert results[1]["error"]["code"] == "unsupported_media_type" and results[1]["retryable"] is False
 
 
 def test_gateway_serve_needs_an_endpoint():

@@ -4,7 +4,8 @@
 ``/endpoints/{name}/invocations``, image or JSON bodies, expected quantity in the custom-attributes header)
 and answers a prediction computed from the body size; it can answer an error status N times first, answer
 an error always, or hang. ``ImageServer`` serves images, redirects, oversized and slow bodies for the URL
-fetcher. Both record every request they receive.
+fetcher. Both record every request they receive. ``SlowDownS3`` is an S3-compatible server that answers every
+request ``503 SlowDown`` (S3 throttling); ``moto_s3`` runs moto's real S3 server.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import base64
 import contextlib
 import io
 import json
+import os
 import socket
 import struct
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,6 +49,52 @@ def bomb_png(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def corrupt_jpeg(size: tuple[int, int] = (64, 64)) -> bytes:
+    """A JPEG cut three quarters in, inside its entropy-coded scan: the header reads fine, decoding fails."""
+    out = io.BytesIO()
+    Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(out, format="JPEG")
+    data = out.getvalue()
+    return data[: len(data) * 3 // 4]
+
+
+def s3_record(key: str, bucket: str) -> dict:
+    """One ``ObjectCreated:Put`` record of an S3 notification (``key`` as S3 sends it, URL-encoded)."""
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2024-05-01T12:00:00.000Z",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket}, "object": {"key": key, "size": 10}},
+    }
+
+
+def aws_test_env(tmp_dir) -> dict[str, str]:
+    """Environment variables giving boto3 dummy credentials and no config files from the user's home."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_CONFIG_FILE": str(tmp_dir / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_dir / "none"),
+    }
+
+
+@contextlib.contextmanager
+def moto_s3() -> Iterator[str]:
+    """moto's S3 server on a loopback port; yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    from binsight.utils.net import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
 
 
 def fake_prediction(image: bytes, expected: int | None) -> dict:
@@ -281,5 +330,34 @@ class ImageServer(_Base):
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+        return Handler
+
+
+class SlowDownS3(_Base):
+    """An S3-compatible server that throttles every request: ``503 SlowDown`` with S3's XML error body."""
+
+    def _handler_class(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                server.requests.append({"path": urlsplit(self.path).path})
+                body = (
+                    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+                    b"<Message>Please reduce your request rate.</Message></Error>"
+                )
+                self.send_response(503)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_HEAD = do_GET  # noqa: N815
 
         return Handler

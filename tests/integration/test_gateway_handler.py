@@ -229,3 +229,30 @@ def test_sagemaker_backend_500_and_timeout(endpoint, aws_env):
     with pytest.raises(GatewayError) as info:
         backend.predict(make_jpeg(), "image/jpeg", None, time.monotonic() + 10)
     assert info.value.status == 504
+
+
+def test_api_gateway_retryable_error_is_answered_with_retry_after_not_raised(endpoint):
+    endpoint.fail_times = 10
+    event = v2(json.dumps({"image_b64": base64.b64encode(make_jpeg()).decode()}), "application/json")
+    response = handle(event, None, settings=settings_for(endpoint, retries=1))  # the client retries, not Lambda
+    body = json.loads(response["body"])
+    assert response["statusCode"] == 502 and body["error"]["code"] == "endpoint_unavailable"
+    assert set(body["error"]) == {"code", "message", "request_id"}  # the contract's error body, unchanged
+    assert response["headers"]["Retry-After"] == "1"  # the endpoint said Retry-After: 0; never below 1 s
+
+    endpoint.fail_times, endpoint.always_status = 0, 415
+    response = handle(event, None, settings=settings_for(endpoint))
+    assert response["statusCode"] == 415 and "Retry-After" not in response["headers"]  # permanent
+
+
+def test_direct_event_says_whether_its_error_is_retryable(endpoint):
+    event = {"image_b64": base64.b64encode(make_jpeg()).decode()}
+    answers = {}
+    for status in (500, 502, 504, 400):
+        endpoint.always_status = status
+        response = handle(event, None, settings=settings_for(endpoint))
+        answers[status] = (response["statusCode"], response["retryable"])
+    # 502/504 from the endpoint (or a proxy before it) are transient; 500 is a bug there, 400 this image.
+    assert answers == {500: (502, False), 502: (502, True), 504: (502, True), 400: (400, False)}
+    bad = handle({"url": "ftp://example.com/x.jpg"}, None, settings=settings_for(endpoint))
+    assert bad["statusCode"] == 400 and bad["retryable"] is False

@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+# sysexits.h EX_TEMPFAIL: "try again later", distinct from a permanent failure (1).
+EXIT_RETRYABLE = 75
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -47,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "invoke",
         help="run the handler once on an event JSON file and print the response",
         description="Call lambda_handler on EVENT (a JSON file, or - for stdin) with the same settings as "
-        "serve, and print the response JSON. Exit 0 when statusCode is 200, 1 otherwise.",
+        "serve, and print the response JSON. Exit 0 when statusCode is 200, 1 otherwise, and "
+        f"{EXIT_RETRYABLE} when an S3 event had a retryable failure (Lambda would retry it: run it again later).",
     )
     invoke.add_argument("event", help="event JSON file, or - for stdin")
     _add_endpoint_args(invoke)
@@ -141,6 +145,7 @@ def _package(args: argparse.Namespace) -> int:
 
 def _invoke(args: argparse.Namespace) -> int:
     from binsight.errors import BinsightError
+    from binsight.gateway.errors import RetryableGatewayError
     from binsight.gateway.handler import handle
 
     settings = _settings(args)
@@ -149,6 +154,16 @@ def _invoke(args: argparse.Namespace) -> int:
         event = json.loads(text)
     except (OSError, json.JSONDecodeError) as exc:
         raise BinsightError(f"cannot read the event {args.event}: {exc}") from None
-    response = handle(event, None, settings=settings)
+    try:
+        response = handle(event, None, settings=settings)
+    except RetryableGatewayError as exc:
+        # Print every record's result first, then fail the way Lambda would (which then retries the event).
+        print(json.dumps(exc.response, indent=2), flush=True)
+        error = BinsightError(
+            f"{exc.message}. Lambda would retry this event; run the command again once the endpoint or S3 "
+            "is back (BINSIGHT_GATEWAY_RAISE_ON_RETRYABLE=0 returns the result without raising)"
+        )
+        error.exit_code = EXIT_RETRYABLE
+        raise error from None
     print(json.dumps(response, indent=2))
     return 0 if response.get("statusCode") == 200 else 1

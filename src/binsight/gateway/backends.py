@@ -4,11 +4,15 @@ Both speak ARCHITECTURE.md's contract: POST the image bytes with their content t
 in ``X-Amzn-SageMaker-Custom-Attributes: expected_quantity=n``, and get the prediction JSON back, which is
 passed through unchanged. 429/503/throttling and connection failures are retried with exponential backoff
 and full jitter; a timeout is not retried (it would multiply the caller's wait).
+
+Errors are marked retryable (see ``errors``) when a later attempt may succeed: still 429/503 after the
+retries, unreachable, a timeout, or the endpoint (or a proxy in front of it) answering 502/504.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 import urllib.error
@@ -20,6 +24,8 @@ from binsight.gateway.errors import GatewayError, Misconfigured, UpstreamError, 
 from binsight.gateway.settings import EndpointConfig
 
 RETRY_STATUSES = {429, 503}
+# Statuses that say "not now" rather than "not this image": the event is worth retrying later.
+TRANSIENT_STATUSES = {429, 502, 503, 504}
 PASS_THROUGH_STATUSES = {400, 413, 415}  # the endpoint rejected this image: the caller can act on it
 MAX_RESPONSE_BYTES = 1024 * 1024
 BACKOFF_CAP = 5.0
@@ -57,6 +63,7 @@ def with_retries(
     Each attempt gets ``min(timeout, time left before deadline)``; no sleep runs past the deadline.
     """
     last = ""
+    last_retry_after: float | None = None
     for number in range(retries + 1):
         left = deadline - time.monotonic()
         if left <= 0.05:
@@ -64,7 +71,7 @@ def with_retries(
         try:
             return attempt(min(timeout, left))
         except _Retry as exc:
-            last = str(exc)
+            last, last_retry_after = str(exc), exc.retry_after
             if number == retries:
                 break
             delay = random.uniform(0, min(BACKOFF_CAP, backoff * 2**number))
@@ -74,7 +81,10 @@ def with_retries(
                 break
             sleep(delay)
     raise UpstreamError(
-        f"the endpoint is unavailable after {retries + 1} attempts: {last}", code="endpoint_unavailable"
+        f"the endpoint is unavailable after {retries + 1} attempts: {last}",
+        code="endpoint_unavailable",
+        retryable=True,
+        retry_after=last_retry_after,
     )
 
 
@@ -103,14 +113,16 @@ def _endpoint_error(status: int, raw: bytes) -> GatewayError:
         return GatewayError(
             f"the endpoint rejected the image (HTTP {status} {detail})", status=status, code="endpoint_rejected"
         )
-    return UpstreamError(f"the endpoint failed (HTTP {status} {detail})")
+    return UpstreamError(f"the endpoint failed (HTTP {status} {detail})", retryable=status in TRANSIENT_STATUSES)
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is ignored); ``None`` when absent or not a sane number."""
     try:
-        return float(value) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
 class HttpBackend:
@@ -181,6 +193,7 @@ class SageMakerBackend:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
+            ConnectionClosedError,
             ConnectTimeoutError,
             EndpointConnectionError,
             ReadTimeoutError,
@@ -215,12 +228,17 @@ class SageMakerBackend:
                     raise _Retry(f"{code or 'HTTP'} {original}") from None
                 if code == "ValidationError":
                     raise UpstreamError(f"SageMaker: {error.get('Message', code)}") from None
+                if code != "ModelError" and isinstance(status, int) and status >= 500:
+                    # SageMaker Runtime itself failed (InternalFailure …), not the model container.
+                    raise UpstreamError(f"SageMaker: {code} (HTTP {status})", retryable=True) from None
                 body = exc.response.get("OriginalMessage") or error.get("Message") or ""
                 raise _endpoint_error(int(original), str(body).encode()) from None
             except ReadTimeoutError:
                 raise UpstreamTimeout(f"the endpoint did not answer within {self.timeout:.1f} s") from None
             except (ConnectTimeoutError, EndpointConnectionError) as exc:
                 raise _Retry(f"cannot connect to the endpoint: {exc}") from None
+            except ConnectionClosedError as exc:
+                raise UpstreamError(f"the endpoint closed the connection: {exc}", retryable=True) from None
             except BotoCoreError as exc:
                 raise UpstreamError(f"calling the endpoint failed: {exc}") from None
 

@@ -3,24 +3,46 @@
 The handler turns every error into ``{"error": {"code", "message", "request_id"}}``; a message says what
 was wrong and how to fix it and never contains a stack trace. This module imports only the standard
 library so the gateway stays self-contained in a Lambda zip.
+
+Every error is also *retryable* or *permanent*: retryable errors are transient (the endpoint overloaded or
+unreachable after the handler's own retries, a timeout, a connection failure, S3 5xx / SlowDown), so the same
+request may succeed later; permanent ones (a bad image, a 4xx, a missing object, a malformed event) fail the
+same way every time. ``RetryableGatewayError`` is what the handler raises for an asynchronous event (an S3
+notification) with retryable failures, so that AWS Lambda retries the event.
 """
 
 from __future__ import annotations
 
 
 class GatewayError(Exception):
-    """An error answered to the caller with ``status`` and ``code``."""
+    """An error answered to the caller with ``status`` and ``code``.
+
+    ``retryable`` says whether the same request may succeed later (a transient failure); ``retry_after``
+    is the wait in seconds the failing service asked for, when it said.
+    """
 
     status = 500
     code = "internal_error"
+    retryable = False
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if status is not None:
             self.status = status
         if code is not None:
             self.code = code
+        if retryable is not None:
+            self.retryable = retryable
+        self.retry_after = retry_after
 
     def to_body(self, request_id: str) -> dict:
         """The JSON error body: ``{"error": {"code", "message", "request_id"}}``."""
@@ -84,7 +106,35 @@ class UpstreamError(GatewayError):
 
 
 class UpstreamTimeout(GatewayError):
-    """504: the endpoint (or the image source) did not answer in time."""
+    """504: the endpoint (or the image source) did not answer in time. Always retryable."""
 
     status = 504
     code = "endpoint_timeout"
+    retryable = True
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether ``error`` is transient, so retrying the same request later may succeed.
+
+    Only ``GatewayError``s can be: anything else is a bug in the gateway, which a retry does not fix.
+    """
+    return isinstance(error, GatewayError) and bool(error.retryable)
+
+
+class RetryableGatewayError(Exception):
+    """Raised by the handler for an asynchronous event with at least one retryable failure.
+
+    Lambda retries an asynchronous invocation only when the handler raises; the message (Lambda's
+    ``errorMessage``) lists each failed record with its error code and reason.
+
+    Attributes:
+        response: the result the handler would otherwise have returned (every record, failed or not).
+        failures: ``(record, code, message, retryable)`` for every failed record, ``record`` being
+            ``s3://bucket/key``.
+    """
+
+    def __init__(self, message: str, *, response: dict, failures: list[tuple[str, str, str, bool]]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.response = response
+        self.failures = failures

@@ -5,6 +5,10 @@ any connection (see ``addresses``); the connection goes to the checked address (
 DNS rebinding) with the Host header and TLS SNI/certificate check still using the name; every redirect is
 checked the same way, at most ``max_redirects`` of them; the body is capped while streaming, whatever
 Content-Length says; connect, read and total timeouts apply. Proxy environment variables are ignored.
+
+Errors are marked retryable (see ``errors``) when the source is only failing for now: a timeout, a connection
+failure, HTTP 429/5xx, S3 5xx / SlowDown / throttling; a 4xx, a missing object or a bad TLS certificate is
+permanent.
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ from binsight.gateway.errors import (
 from binsight.gateway.settings import FetchPolicy
 
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+# S3 error codes that mean "try again later" (botocore already retried them, with backoff, before we see them).
+S3_TRANSIENT_CODES = {
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+}
 CHUNK = 64 * 1024
 USER_AGENT = "binsight-gateway/1"
 
@@ -146,13 +160,19 @@ def fetch_url(url: str, policy: FetchPolicy) -> Fetched:
             if response.status in (404, 410):
                 raise NotFound(f"{target.host} answered HTTP {response.status}: the image does not exist")
             if response.status != 200:
-                raise UpstreamError(f"{target.host} answered HTTP {response.status}", code="source_error")
+                raise UpstreamError(
+                    f"{target.host} answered HTTP {response.status}",
+                    code="source_error",
+                    retryable=response.status == 429 or response.status >= 500,
+                )
             data = _read_capped(response, policy.max_bytes, deadline, target.host)
             return Fetched(data, content_type=response.getheader("Content-Type", ""))
         except TimeoutError:
             raise UpstreamTimeout(f"{target.host} did not send the image in time", code="source_timeout") from None
         except (OSError, http.client.HTTPException) as exc:
-            raise UpstreamError(f"reading from {target.host} failed: {exc}", code="source_error") from None
+            raise UpstreamError(
+                f"reading from {target.host} failed: {exc}", code="source_error", retryable=True
+            ) from None
         finally:
             conn.close()
     raise BadRequest(f"more than {policy.max_redirects} redirects", code="too_many_redirects")
@@ -181,7 +201,7 @@ def _open(
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             last = exc
-    raise UpstreamError(f"cannot connect to {target.host}: {last}", code="source_unreachable")
+    raise UpstreamError(f"cannot connect to {target.host}: {last}", code="source_unreachable", retryable=True)
 
 
 def _read_capped(response: http.client.HTTPResponse, max_bytes: int, deadline: float, host: str) -> bytes:
@@ -206,9 +226,16 @@ def fetch_s3(bucket: str, key: str, max_bytes: int, s3_client) -> Fetched:
 
     Raises:
         GatewayError: 404 missing object or bucket, 403 access denied, 413 over ``max_bytes``, 502/504 S3
-            errors and timeouts.
+            errors and timeouts (retryable when S3 was only busy or unreachable).
     """
-    from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
 
     where = f"s3://{bucket}/{key}"
     try:
@@ -217,7 +244,9 @@ def fetch_s3(bucket: str, key: str, max_bytes: int, s3_client) -> Fetched:
         raise _s3_error(exc, where) from None
     except (ConnectTimeoutError, ReadTimeoutError):
         raise UpstreamTimeout(f"S3 did not answer in time for {where}", code="s3_timeout") from None
-    except BotoCoreError as exc:
+    except (EndpointConnectionError, ConnectionClosedError) as exc:
+        raise UpstreamError(f"cannot reach S3 for {where}: {exc}", code="s3_error", retryable=True) from None
+    except BotoCoreError as exc:  # no credentials, bad parameters …: retrying cannot help
         raise UpstreamError(f"cannot read {where}: {exc}", code="s3_error") from None
     body = response["Body"]
     try:
@@ -231,8 +260,8 @@ def fetch_s3(bucket: str, key: str, max_bytes: int, s3_client) -> Fetched:
                 raise TooLarge(f"{where} is over the {max_bytes}-byte limit")
     except ReadTimeoutError:
         raise UpstreamTimeout(f"S3 stalled while sending {where}", code="s3_timeout") from None
-    except (BotoCoreError, OSError) as exc:
-        raise UpstreamError(f"reading {where} failed: {exc}", code="s3_error") from None
+    except (BotoCoreError, OSError) as exc:  # the stream broke off midway
+        raise UpstreamError(f"reading {where} failed: {exc}", code="s3_error", retryable=True) from None
     finally:
         body.close()
     metadata = {str(k).lower(): str(v) for k, v in (response.get("Metadata") or {}).items()}
@@ -252,4 +281,7 @@ def _s3_error(exc, where: str) -> GatewayError:
             "missing key from a forbidden one)",
             code="access_denied",
         )
-    return UpstreamError(f"{where}: S3 answered {code or status}: {error.get('Message', '')}", code="s3_error")
+    transient = code in S3_TRANSIENT_CODES or (isinstance(status, int) and status >= 500)
+    return UpstreamError(
+        f"{where}: S3 answered {code or status}: {error.get('Message', '')}", code="s3_error", retryable=transient
+    )

@@ -6,9 +6,17 @@ and the endpoint's prediction JSON is returned unchanged inside the response sha
 
 * API Gateway: ``{"statusCode", "headers": {"Content-Type", "X-Request-Id"}, "body": "<JSON>",
   "isBase64Encoded": false}`` where body is the prediction or ``{"error": {"code", "message", "request_id"}}``;
-* direct: ``{"statusCode": 200, "request_id", "prediction"}`` or ``{"statusCode", "request_id", "error"}``;
+* direct: ``{"statusCode": 200, "request_id", "prediction"}`` or ``{"statusCode", "request_id", "retryable", "error"}``;
 * S3: ``{"statusCode": 200|207, "request_id", "results": [{"bucket", "key", "prediction"} |
-  {"bucket", "key", "statusCode", "error"}]}``.
+  {"bucket", "key", "statusCode", "retryable", "error"}]}``.
+
+Retries: Lambda retries an asynchronous invocation (an S3 notification) only when the handler raises. So when
+at least one record of an S3 event failed with a *retryable* error (see ``errors.is_retryable``), ``handle``
+raises ``RetryableGatewayError`` instead of returning (unless ``raise_on_retryable`` is off); permanent
+failures alone are returned, since a retry cannot fix them. Re-running the records that had succeeded is
+safe: the gateway writes nothing anywhere, and a prediction is a pure function of the image. Synchronous
+callers (API Gateway, direct invocations) get the error response as before; API Gateway responses to a
+retryable error carry ``Retry-After``.
 
 Every invocation writes one JSON log line (request id, event kind, status, milliseconds). This module
 imports no torch and no model code.
@@ -18,18 +26,23 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import uuid
 from typing import Any
 
 from binsight.gateway.backends import Backend, backend_from_config
-from binsight.gateway.errors import GatewayError
+from binsight.gateway.errors import GatewayError, RetryableGatewayError, is_retryable
 from binsight.gateway.events import API_KINDS, S3_EVENT, ImageRequest, detect_kind, parse_event
 from binsight.gateway.settings import GatewaySettings
 
 log = logging.getLogger("binsight.gateway")
 DEFAULT_DEADLINE_S = 60.0
+# Event kinds Lambda invokes asynchronously (it retries them only when the handler raises). A direct event
+# may come from a synchronous or an asynchronous invoke and the handler cannot tell, so it is answered.
+ASYNC_KINDS = (S3_EVENT,)
+MAX_LISTED_FAILURES = 20
 
 
 def lambda_handler(event: Any, context: Any) -> dict:
@@ -49,12 +62,18 @@ def handle(event: Any, context: Any = None, *, settings: GatewaySettings | None 
         settings: fetch policy and endpoint; read from ``os.environ`` when ``None``.
 
     Returns:
-        The response dict for the event kind (see the module docstring). Never raises.
+        The response dict for the event kind (see the module docstring).
+
+    Raises:
+        RetryableGatewayError: only for an asynchronous (S3) event where at least one record failed with a
+            retryable error and ``settings.raise_on_retryable`` is on; its ``response`` holds the result.
+            Nothing else is raised: errors become error responses.
     """
     started = time.monotonic()
     kind = detect_kind(event)
     request_id = _request_id(event, context)
-    record = {"msg": "invocation", "request_id": request_id, "kind": kind}
+    record: dict[str, Any] = {"msg": "invocation", "request_id": request_id, "kind": kind}
+    retry: RetryableGatewayError | None = None
     try:
         settings = settings or GatewaySettings.from_env(os.environ)
         deadline = _deadline(context, started)
@@ -64,9 +83,13 @@ def handle(event: Any, context: Any = None, *, settings: GatewaySettings | None 
         if parsed.kind == S3_EVENT:
             results = [_answer_record(req, settings, backend, deadline) for req in parsed.requests]
             failed = sum(1 for r in results if "error" in r)
+            retryable = sum(1 for r in results if r.get("retryable"))
             status = 200 if failed == 0 else 207
-            record.update(records=len(results), failed=failed)
+            record.update(records=len(results), failed=failed, retryable=retryable)
             response = {"statusCode": status, "request_id": request_id, "results": results}
+            if retryable and parsed.kind in ASYNC_KINDS and settings.raise_on_retryable:
+                retry = retryable_error(response)
+                record["raised"] = type(retry).__name__
         else:
             request = parsed.requests[0]
             record["source"] = request.source
@@ -85,7 +108,40 @@ def handle(event: Any, context: Any = None, *, settings: GatewaySettings | None 
         response = _failure(kind, err, request_id)
     record.update(status=status, ms=round((time.monotonic() - started) * 1000, 1))
     log.info(json.dumps(record, sort_keys=True))
+    if retry is not None:
+        raise retry
     return response
+
+
+def retryable_error(response: dict) -> RetryableGatewayError:
+    """The exception that makes Lambda retry an S3 event whose ``response`` has a retryable failure.
+
+    Its message names every failed record (``s3://bucket/key``), the error code, the reason and whether
+    that failure is retryable; permanent failures are listed too, as they will fail again on the retry.
+    """
+    results = response["results"]
+    failures = [
+        (
+            f"s3://{r.get('bucket') or '?'}/{r.get('key') or '?'}",
+            r["error"]["code"],
+            r["error"]["message"],
+            bool(r.get("retryable")),
+        )
+        for r in results
+        if "error" in r
+    ]
+    retryable = sum(1 for f in failures if f[3])
+    listed = "; ".join(
+        f"{where}: {code} ({'retryable' if again else 'permanent'}): {message[:300]}"
+        for where, code, message, again in failures[:MAX_LISTED_FAILURES]
+    )
+    if len(failures) > MAX_LISTED_FAILURES:
+        listed += f"; … and {len(failures) - MAX_LISTED_FAILURES} more"
+    message = (
+        f"{retryable} of {len(results)} S3 record(s) failed with a retryable error, so the event is raised for "
+        f"Lambda to retry (request {response['request_id']}): {listed}"
+    )
+    return RetryableGatewayError(message, response=response, failures=failures)
 
 
 def predict_request(request: ImageRequest, settings: GatewaySettings, backend: Backend, deadline: float) -> dict:
@@ -116,6 +172,7 @@ def _answer_record(request: ImageRequest, settings: GatewaySettings, backend: Ba
         result["prediction"] = predict_request(request, settings, backend, deadline)
     except GatewayError as err:
         result["statusCode"] = err.status
+        result["retryable"] = is_retryable(err)
         result["error"] = {"code": err.code, "message": err.message}
     return result
 
@@ -148,8 +205,12 @@ def _success(kind: str, prediction: dict, request_id: str) -> dict:
 def _failure(kind: str, err: GatewayError, request_id: str) -> dict:
     body = err.to_body(request_id)
     if kind in API_KINDS:
-        return _proxy_response(err.status, body, request_id)
-    return {"statusCode": err.status, "request_id": request_id, **body}
+        response = _proxy_response(err.status, body, request_id)
+        if is_retryable(err):
+            # The client retries a synchronous request, not Lambda: tell it when (the endpoint's own hint).
+            response["headers"]["Retry-After"] = str(max(1, math.ceil(err.retry_after or 1)))
+        return response
+    return {"statusCode": err.status, "request_id": request_id, "retryable": is_retryable(err), **body}
 
 
 def _proxy_response(status: int, body: dict, request_id: str) -> dict:

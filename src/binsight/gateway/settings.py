@@ -100,11 +100,17 @@ class EndpointConfig:
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    """Everything one invocation needs besides the event."""
+    """Everything one invocation needs besides the event.
+
+    Attributes:
+        raise_on_retryable: for an asynchronous event (an S3 notification) with a retryable failure, raise
+            ``RetryableGatewayError`` so that Lambda retries the event, instead of returning the result.
+    """
 
     policy: FetchPolicy = field(default_factory=FetchPolicy)
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     s3_endpoint_url: str | None = None
+    raise_on_retryable: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
@@ -113,6 +119,7 @@ class GatewaySettings:
             policy=FetchPolicy.from_env(env),
             endpoint=EndpointConfig.from_env(env),
             s3_endpoint_url=env.get("BINSIGHT_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3") or None,
+            raise_on_retryable=_switch(env, "BINSIGHT_GATEWAY_RAISE_ON_RETRYABLE", default=True),
         )
 
 
@@ -159,3 +166,15 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float = 0.001
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _switch(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """An on/off variable that refuses anything else (a typo must not silently flip a default-on switch)."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise Misconfigured(f"{name}={env[name]!r} must be one of 1/0, true/false, yes/no, on/off")
