@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch", help="inference engine")
     p.add_argument("--max-batch-size", type=int, default=None, help="dynamic batching limit of the server")
     p.add_argument("--max-wait-ms", type=float, default=None, help="batching wait of the server")
+    _add_max_restarts(p, 5)
     _add_wait(p)
     p.set_defaults(func=_quiet(create))
 
@@ -54,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.add_argument("--model", required=True, help="run directory or artifact folder of the new model")
     p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default=None, help="default: unchanged")
+    _add_max_restarts(p, None)
     _add_wait(p)
     p.set_defaults(func=_quiet(update))
 
@@ -73,6 +75,19 @@ def _quiet(handler):
         return handler(args)
 
     return run
+
+
+def _add_max_restarts(p: argparse.ArgumentParser, default: int | None) -> None:
+    p.add_argument(
+        "--max-restarts",
+        type=int,
+        default=default,
+        metavar="N",
+        help="when the model server dies it is restarted (backoff 0.5 s, 1 s, 2 s … 30 s); after N restarts in a "
+        "row that fail (the server does not start, or dies within 60 s of becoming healthy) the endpoint becomes "
+        "Failed, with the count and last reason, and stops serving; 0 = restart for ever "
+        f"({'default: unchanged' if default is None else f'default {default}'})",
+    )
 
 
 def _add_wait(p: argparse.ArgumentParser) -> None:
@@ -103,6 +118,7 @@ def create(args: argparse.Namespace) -> int:
         host=args.host,
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
+        max_restarts=args.max_restarts,
     )
     print(f"endpoint {info['name']}: {info['status']} at {info['url']}", file=sys.stderr)
     print(info["url"])
@@ -175,7 +191,14 @@ def invoke(args: argparse.Namespace) -> int:
 def update(args: argparse.Namespace) -> int:
     from binsight.serving.endpoints import update_endpoint
 
-    info = update_endpoint(args.name, args.model, backend=args.backend, wait=args.wait, timeout=args.timeout)
+    info = update_endpoint(
+        args.name,
+        args.model,
+        backend=args.backend,
+        wait=args.wait,
+        timeout=args.timeout,
+        max_restarts=args.max_restarts,
+    )
     config = info["pending_config"] or info["config_name"]
     verb = "switching to" if info["pending_config"] else "with"
     print(f"endpoint {info['name']}: {info['status']} {verb} {config} at {info['url']}", file=sys.stderr)

@@ -48,6 +48,7 @@ __all__ = [
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's endpoint-name rule
 BACKENDS = ("torch", "onnx", "onnx-int8")
 STALE_GRACE_S = 30.0  # a row younger than this may still be waiting for its supervisor's pid
+DEFAULT_MAX_RESTARTS = 5  # failed restarts in a row before the supervisor gives up (0: never)
 
 
 def _registry(home: str | Path | None = None) -> EndpointRegistry:
@@ -72,6 +73,11 @@ def _check_name(name: str) -> None:
         raise BinsightError(
             f"bad endpoint name {name!r}: use 1-63 letters, digits and hyphens, starting with a letter or digit"
         )
+
+
+def _check_max_restarts(max_restarts: int) -> None:
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+        raise BinsightError(f"max_restarts must be a whole number >= 0 (0 = never give up), got {max_restarts!r}")
 
 
 def _require(reg: EndpointRegistry, name: str) -> dict[str, Any]:
@@ -140,6 +146,7 @@ def create_endpoint(
     host: str = "127.0.0.1",
     max_batch_size: int | None = None,
     max_wait_ms: float | None = None,
+    max_restarts: int = DEFAULT_MAX_RESTARTS,
     home: str | Path | None = None,
 ) -> dict[str, Any]:
     """Register a model, an endpoint config and an endpoint, and start its supervisor.
@@ -154,6 +161,8 @@ def create_endpoint(
         host: Address the endpoint listens on.
         max_batch_size: Dynamic batching limit passed to ``binsight serve``.
         max_wait_ms: Batching wait passed to ``binsight serve``.
+        max_restarts: Restarts in a row that may fail (the server does not start, or dies within a minute
+            of becoming healthy) before the endpoint becomes Failed and stops; 0 restarts for ever.
         home: Registry folder (default ``$BINSIGHT_HOME``).
 
     Returns:
@@ -167,6 +176,7 @@ def create_endpoint(
         raise BinsightError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if timeout <= 0:
         raise BinsightError("timeout must be > 0 seconds")
+    _check_max_restarts(max_restarts)
     artifact, meta = _resolve_model(model)
     reg = _registry(home)
     if port is None:
@@ -176,7 +186,8 @@ def create_endpoint(
         raise BinsightError(f"port {port} is out of range 1..65535")
     elif not procs.port_free(host, port):
         raise BinsightError(f"port {port} on {host} is in use; pick another --port or leave it out for a free one")
-    options = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "startup_timeout": timeout}
+    options = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "startup_timeout": timeout,
+               "max_restarts": max_restarts}  # fmt: skip
     options = {k: v for k, v in options.items() if v is not None}
     reg.create_endpoint(name, artifact, backend, port, host=host, options=options, model_meta=meta)
     try:
@@ -267,13 +278,15 @@ def update_endpoint(
     backend: str | None = None,
     wait: bool = True,
     timeout: float = 120,
+    max_restarts: int | None = None,
     home: str | Path | None = None,
 ) -> dict[str, Any]:
     """Swap the endpoint's model without a failed request (blue/green behind the stable port).
 
     The supervisor starts the new model server, switches the proxy once its /ping is 200, then lets the old
     server finish its in-flight requests and stops it. If the new server never gets ready, the old one
-    keeps serving and the endpoint returns to InService with ``failure_reason`` saying why.
+    keeps serving and the endpoint returns to InService with ``failure_reason`` saying why. ``max_restarts``
+    (see :func:`create_endpoint`) applies from the switch on; None keeps the endpoint's current value.
 
     Raises:
         BinsightError: unknown endpoint, not InService, or (with ``wait``) the update failed.
@@ -283,8 +296,12 @@ def update_endpoint(
     backend = backend or row["backend"] or "torch"
     if backend not in BACKENDS:
         raise BinsightError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if max_restarts is not None:
+        _check_max_restarts(max_restarts)
     artifact, meta = _resolve_model(model)
     options = dict(row["options"] or {}, startup_timeout=timeout)
+    if max_restarts is not None:
+        options["max_restarts"] = max_restarts
     config = reg.begin_update(name, artifact, backend, options, meta)
     procs.signal_process(row["supervisor_pid"], "SIGHUP")
     if not wait:

@@ -3,9 +3,10 @@
 It owns the endpoint's stable port (a reverse proxy, see ``proxy.py``) and runs ``binsight serve`` as its
 child on a private port. It sets the endpoint InService once the server's ``/ping`` is 200, or Failed with
 the reason from ``server.log``; restarts the server when it dies (exponential backoff, counted in the
-registry's ``restarts``); and performs updates: start the new server, switch the proxy once it is healthy,
-let the old server finish its in-flight requests, then SIGTERM it. SIGTERM stops everything gracefully;
-SIGHUP wakes it up to look at the registry at once (``binsight endpoint update`` sends it).
+registry's ``restarts``) until ``max_restarts`` restarts in a row have failed, then sets the endpoint Failed
+and stops (see :class:`RestartBudget`); and performs updates: start the new server, switch the proxy once it
+is healthy, let the old server finish its in-flight requests, then SIGTERM it. SIGTERM stops everything
+gracefully; SIGHUP wakes it up to look at the registry at once (``binsight endpoint update`` sends it).
 
 Run by ``binsight endpoint create`` (never by hand)::
 
@@ -31,6 +32,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from binsight.serving.endpoints import DEFAULT_MAX_RESTARTS
 from binsight.serving.proxy import Backend, ReverseProxy
 from binsight.serving.registry import (
     DELETING,
@@ -46,8 +48,9 @@ log = logging.getLogger("binsight.endpoint")
 
 POLL_S = 0.5  # how often the registry and the server process are looked at
 PING_EVERY_S = 1.0  # how often the server's /ping is probed for the health column
+BACKOFF_START_S = 0.5  # wait before the first restart in a row; it doubles with each further one
 BACKOFF_MAX_S = 30.0  # longest wait between two restarts
-STABLE_S = 60.0  # a server that lived this long resets the backoff
+STABLE_S = 60.0  # a server healthy this long resets the count of restarts in a row (and so the backoff)
 STOP_TIMEOUT_S = 15.0  # SIGTERM → SIGKILL for a model server
 DRAIN_TIMEOUT_S = 70.0  # longest wait for an old server's in-flight requests after an update
 
@@ -102,6 +105,42 @@ def serve_command(config: dict[str, Any], port: int) -> list[str]:
     return cmd
 
 
+class RestartBudget:
+    """Counts the restarts in a row that failed; gives the backoff before the next one and the limit.
+
+    A restart fails when its server does not start (it exits, or gets no /ping 200 within the startup
+    timeout) or dies less than ``STABLE_S`` after it became healthy, so a crash loop of servers that start
+    and die a few seconds later backs off and ends too. A server that stayed healthy ``STABLE_S`` resets the
+    count. ``max_restarts`` 0 never gives up.
+    """
+
+    def __init__(self, max_restarts: int = DEFAULT_MAX_RESTARTS) -> None:
+        self.max_restarts = max_restarts
+        self.in_a_row = 0  # restarts since the last server that stayed healthy STABLE_S
+
+    def server_died(self, healthy_for: float) -> None:
+        """Record the death of a server that had been healthy for ``healthy_for`` seconds."""
+        if healthy_for >= STABLE_S:
+            self.in_a_row = 0
+
+    @property
+    def exhausted(self) -> bool:
+        """True when ``max_restarts`` restarts in a row have failed: time to give up."""
+        return self.max_restarts > 0 and self.in_a_row >= self.max_restarts
+
+    def next_delay(self) -> float:
+        """Count one more restart; returns the seconds to wait before it (0.5, 1, 2 … up to BACKOFF_MAX_S)."""
+        delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** min(self.in_a_row, 16))
+        self.in_a_row += 1
+        return delay
+
+
+def max_restarts_of(config: dict[str, Any]) -> int:
+    """The endpoint config's ``max_restarts`` option (configs written before it existed get the default)."""
+    value = (config.get("options") or {}).get("max_restarts")
+    return DEFAULT_MAX_RESTARTS if value is None else int(value)
+
+
 class Supervisor:
     """Keeps one endpoint's model server alive behind a stable front port."""
 
@@ -113,6 +152,7 @@ class Supervisor:
         self.server_log = self.folder / "server.log"
         self.proxy = ReverseProxy(name)
         self.current: Backend | None = None
+        self.healthy_since = 0.0  # monotonic time the current server became the healthy one
         self.retiring: set[asyncio.Task] = set()
         self._retiring_backends: set[Backend] = set()
         self.stop_event = asyncio.Event()
@@ -143,13 +183,22 @@ class Supervisor:
                     self.activate(backend)
                     self.registry.set_endpoint(self.name, status=IN_SERVICE, failure_reason=None)
                     log.info("endpoint %s InService at %s", self.name, row["url"])
-                    await self.monitor(config)
+                    error = await self.monitor(config)
             if error is not None and not self.stop_event.is_set():
-                log.error("endpoint %s failed: %s", self.name, error)
-                self.registry.set_endpoint(self.name, status=FAILED, health="stopped", failure_reason=error)
+                self.mark_failed(error)
         finally:
             await self.shutdown()
         return 0 if error is None else 1
+
+    def mark_failed(self, reason: str) -> None:
+        """Set the endpoint Failed with ``reason`` (never over a delete that is under way)."""
+        log.error("endpoint %s failed: %s", self.name, reason)
+        row = self.registry.get_endpoint(self.name)
+        if row is None or row["status"] == DELETING:
+            return
+        if row["pending_config"]:  # an update that arrived while restarting: drop its records
+            self.registry.finish_update(self.name, None, reason)
+        self.registry.set_endpoint(self.name, status=FAILED, health="stopped", failure_reason=reason)
 
     async def start_proxy(self, host: str, port: int) -> str | None:
         """Bind the endpoint's stable port and serve the proxy on it; returns an error or None."""
@@ -262,6 +311,7 @@ class Supervisor:
         """Make ``backend`` the one the proxy forwards to (a single assignment: atomic in the event loop)."""
         self.current = backend
         self.proxy.backend = backend
+        self.healthy_since = time.monotonic()
         self.registry.set_endpoint(
             self.name, health="healthy", server_pid=backend.proc.pid, backend_port=backend.port, failure_reason=None
         )
@@ -282,9 +332,10 @@ class Supervisor:
 
     # -- the watch loop -----------------------------------------------------------------------------
 
-    async def monitor(self, config: dict[str, Any]) -> None:
+    async def monitor(self, config: dict[str, Any]) -> str | None:
+        """Watch the registry and the server until stopped; returns why the endpoint failed, or None."""
         last_ping, health = 0.0, "healthy"
-        failures = 0
+        budget = RestartBudget()
         while not self.stop_event.is_set():
             row = self.registry.get_endpoint(self.name)
             if row is None or row["status"] == DELETING:
@@ -294,8 +345,11 @@ class Supervisor:
                 config = await self.update(row["pending_config"]) or config
             current = self.current
             if current is not None and not current.alive:
-                failures = 0 if time.monotonic() - current.started_at > STABLE_S else failures
-                failures = await self.restart(config, current, failures)
+                budget.max_restarts = max_restarts_of(config)
+                budget.server_died(time.monotonic() - self.healthy_since)
+                error = await self.restart(config, current, budget)
+                if error is not None:
+                    return error
                 health = "healthy"
             elif current is not None and time.monotonic() - last_ping >= PING_EVERY_S:
                 last_ping = time.monotonic()
@@ -306,20 +360,32 @@ class Supervisor:
             self.wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), POLL_S)
+        return None
 
-    async def restart(self, config: dict[str, Any], dead: Backend, failures: int) -> int:
-        """Bring a dead model server back, with exponential backoff; returns the consecutive failures."""
+    async def restart(self, config: dict[str, Any], dead: Backend, budget: RestartBudget) -> str | None:
+        """Bring a dead model server back, with exponential backoff.
+
+        Returns:
+            None once a new server is healthy (or the supervisor is stopping), else the reason to give up:
+            ``budget.max_restarts`` restarts in a row failed.
+        """
         reason = exit_description(dead.proc.returncode)
         if dead.proc.returncode is None or dead.proc.returncode >= 0:
             reason += f": {failure_reason(self.server_log, dead.log_offset)}"
+        what = f"model server died ({reason})"
         timeout = float(config["options"].get("startup_timeout", 120))
         while not self.stop_event.is_set():
+            if budget.exhausted:
+                n = budget.in_a_row
+                return (
+                    f"gave up on the model server after {n} failed restart{'s' * (n != 1)} in a row "
+                    f"(max_restarts={budget.max_restarts}); last: {reason}"
+                )
+            delay = budget.next_delay()
             count = self.registry.increment_restarts(self.name)
-            self.registry.set_endpoint(
-                self.name, health="restarting", server_pid=None, failure_reason=f"model server died ({reason})"
-            )
-            delay = min(BACKOFF_MAX_S, 0.5 * 2**failures)
-            log.warning("model server died (%s); restart #%d in %.1f s", reason, count, delay)
+            self.registry.set_endpoint(self.name, health="restarting", server_pid=None, failure_reason=what)
+            limit = budget.max_restarts or "unlimited"
+            log.warning("%s; restart #%d in %.1f s (%d/%s in a row)", what, count, delay, budget.in_a_row, limit)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop_event.wait(), delay)
             if self.stop_event.is_set():
@@ -327,10 +393,10 @@ class Supervisor:
             backend, error = await self.start_backend(config, timeout)
             if backend is not None:
                 self.activate(backend)
-                return failures
-            failures += 1
+                return None
             reason = error or "unknown"
-        return failures
+            what = f"restart #{count} failed ({reason})"
+        return None
 
     async def update(self, config_name: str) -> dict[str, Any] | None:
         """Blue/green: start the new config's server, switch once healthy, drain and stop the old one.
