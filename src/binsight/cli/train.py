@@ -152,9 +152,14 @@ def handle(args: argparse.Namespace) -> int:
         torch.set_num_threads(int(threads))
     restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
     auto_resume = args.auto_resume or (restarted and args.out is not None)
-    result = train(
-        cfg, out=args.out, project=args.project, resume=args.resume, start_time=start, auto_resume=auto_resume
-    )
+    from binsight.training.stopfile import WorkerStopped
+
+    try:
+        result = train(
+            cfg, out=args.out, project=args.project, resume=args.resume, start_time=start, auto_resume=auto_resume
+        )
+    except WorkerStopped:
+        return 0  # a deliberate stop under `binsight train --nproc`: the launcher reports it (exit 3) once
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.publish_sagemaker:
@@ -190,6 +195,7 @@ def _launch(args: argparse.Namespace, cfg) -> int:
         worker += ["--resume", str(run_dir.resolve())]
         if args.data is not None:
             worker += ["--data", str(args.data.resolve())]
+        worker += list(args.overrides)  # e.g. max_runtime=, epochs= (checked by resume_config above)
     else:
         if args.out is not None:
             run_dir = args.out

@@ -9,6 +9,11 @@ port; across machines at ``--rdzv-endpoint HOST:PORT`` (the agent on HOST serves
 
 When a worker dies, the agent stops the others and, while ``max_restarts`` allows, starts them all again;
 they resume from the run's last checkpoint (the launcher passes ``--out RUN --auto-resume``).
+
+A deliberate stop is not a failure: workers that stop for ``max_runtime`` or a stop signal (after saving the
+checkpoint) record it in a file this launcher names (:mod:`binsight.training.stopfile`) and exit 0, so the agent
+restarts nothing; the launcher then raises :class:`~binsight.errors.Interrupted` (exit 3) with the resume command.
+``max_runtime`` counts from the launcher's start across restarts; a new launch (``--resume``) starts a new budget.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -80,13 +86,16 @@ def launch_workers(
         run_dir: the run directory, named in the resume hint when the workers stop with a checkpoint.
 
     Raises:
-        Interrupted: every failed worker stopped with a checkpoint (SIGTERM, Ctrl-C, ``max_runtime``).
+        Interrupted: the workers stopped with a checkpoint (SIGTERM, Ctrl-C, ``max_runtime``); no restart is
+            used for that.
         BinsightError: the rendezvous did not form (names the endpoint and timeout) or a worker failed.
     """
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from binsight.training.stopfile import STOP_FILE_ENV, read_stop
 
     min_nodes, max_nodes = parse_nnodes(nnodes)
     if nproc < 1:
@@ -111,6 +120,7 @@ def launch_workers(
         "BINSIGHT_WORKER_THREADS": str(threads),
         "BINSIGHT_JOB_START": os.environ.get("BINSIGHT_JOB_START") or repr(time.time()),
         "BINSIGHT_LAUNCHED": "1",
+        STOP_FILE_ENV: "",  # set below, in a folder private to this launch
     }
     config = LaunchConfig(
         min_nodes=min_nodes,
@@ -136,9 +146,15 @@ def launch_workers(
     )
     resume_hint = f"binsight train --nproc {nproc} --resume {run_dir}" if run_dir else "binsight train --resume RUN"
     saved = {key: os.environ.get(key) for key in worker_env}
+    private = tempfile.TemporaryDirectory(prefix="binsight-launch-")
+    stop_file = Path(private.name) / "stop.json"
+    worker_env[STOP_FILE_ENV] = str(stop_file)
     os.environ.update(worker_env)
     try:
         elastic_launch(config, sys.executable)(*worker_argv)
+        stop = read_stop(stop_file)
+        if stop is not None and not _finished(run_dir):
+            raise Interrupted(f"{stop['message']}\nResume with: {resume_hint}")
     except ChildFailedError as exc:
         first_rank, first = min(exc.failures.items(), key=lambda kv: kv[1].timestamp)
         # The ranks agree on a stop and checkpoint together; once the first exits with code 3 the agent ends the
@@ -150,10 +166,9 @@ def launch_workers(
             f"after {max_restarts} restart(s) (its error is printed above)"
         ) from None
     except SignalException as exc:
-        raise Interrupted(
-            f"{exc.sigval.name} received: the workers were asked to save a checkpoint and stop.\n"
-            f"Resume with: {resume_hint}"
-        ) from None
+        stop = read_stop(stop_file)  # the workers got the signal from the agent and saved their checkpoint
+        what = stop["message"] if stop else f"{exc.sigval.name} received: the workers were asked to save a checkpoint"
+        raise Interrupted(f"{what}\nResume with: {resume_hint}") from None
     except RendezvousError as exc:
         raise BinsightError(
             f"the rendezvous at {rdzv_endpoint} did not form within {timeout}s: {min_nodes} machine(s) were "
@@ -161,11 +176,26 @@ def launch_workers(
             f"{rdzv_endpoint} is reachable from each, or raise --rdzv-timeout"
         ) from None
     finally:
+        private.cleanup()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _finished(run_dir: Path | None) -> bool:
+    """True when ``run_dir``'s checkpoint says training finished: a stop recorded by an earlier attempt of this
+    launch (one whose workers then failed and were restarted) does not hide a later attempt's success."""
+    last = Path(run_dir) / "weights" / "last.pt" if run_dir else None
+    if last is None or not last.is_file():
+        return False
+    from binsight.training.checkpoint import load_checkpoint
+
+    try:
+        return bool(load_checkpoint(last).get("finished"))
+    except BinsightError:
+        return False
 
 
 def train_distributed(cfg, nproc: int, out: str | Path, max_restarts: int = 0) -> dict[str, Any]:

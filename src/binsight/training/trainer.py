@@ -45,6 +45,7 @@ from binsight.training.runtime import (
     set_rng_state,
 )
 from binsight.training.signals import StopFlag
+from binsight.training.stopfile import WorkerStopped, hand_stop_to_launcher
 from binsight.utils.progress import progress
 
 log = logging.getLogger(__name__)
@@ -527,10 +528,11 @@ class Trainer:
             else f"in epoch {self.epoch + 1} after batch {self.batch_in_epoch}"
         )
         why = {"max_runtime": f"max_runtime of {self.cfg.max_runtime:g}s is near"}.get(reason, f"{reason} received")
-        raise Interrupted(
-            f"training stopped {where}: {why}. Checkpoint saved to {self.checkpoints.last}.\n"
-            f"Resume with: binsight train --resume {self.run_dir}"
-        )
+        message = f"training stopped {where}: {why}. Checkpoint saved to {self.checkpoints.last}."
+        d = self.dist
+        if hand_stop_to_launcher(message, reason, d.rank, d.world_size, d.local_rank):
+            raise WorkerStopped(message)  # exit 0: not a failure for the agent to restart; the launcher reports it
+        raise Interrupted(f"{message}\nResume with: binsight train --resume {self.run_dir}")
 
 
 def _shard_bounds(n: int, dist: Dist) -> tuple[int, int]:
