@@ -27,10 +27,12 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-# A sitecustomize that every Python process started with :func:`held_env` loads: each trainer waits at the end of
-# epoch ``BINSIGHT_TEST_HOLD_EPOCH`` until its stop flag is set (by SIGTERM/SIGINT, or by a time limit of 120 s),
-# after first waiting, when ``BINSIGHT_TEST_BARRIER=DIR:N``, until N trainers have reached that point. Tests that
-# stop or kill training mid-run use it to pin the moment deterministically instead of racing a fast machine.
+# A sitecustomize that every Python process started with :func:`held_env` loads. Tests that stop or kill work
+# midway use it to pin the moment deterministically instead of racing a fast (or starved) machine:
+# - BINSIGHT_TEST_HOLD_EPOCH=E: each trainer waits at the end of epoch E until its stop flag is set (by
+#   SIGTERM/SIGINT), or, with BINSIGHT_TEST_BARRIER=DIR:N, until N trainers have got there (120 s at most);
+# - BINSIGHT_TEST_HOLD_FETCH=N: ``binsight data fetch`` downloads N files, then each further file waits until the
+#   fetch is stopped (Ctrl-C), or 120 s.
 _HOLD_SITECUSTOMIZE = """
 import os, time
 if os.environ.get("BINSIGHT_TEST_HOLD_EPOCH"):
@@ -59,17 +61,39 @@ if os.environ.get("BINSIGHT_TEST_HOLD_EPOCH"):
         self.on_epoch_end.insert(0, hold)  # before a pruning report, which may end the trial
 
     _trainer.Trainer.__init__ = _held_init
+
+if os.environ.get("BINSIGHT_TEST_HOLD_FETCH"):
+    import threading
+    from binsight.data import fetch as _fetch
+
+    _fetch_one, _lock, _started = _fetch.fetch_one, threading.Lock(), [0]
+
+    def _held_fetch_one(client, options, key, dest, stop):
+        with _lock:
+            _started[0] += 1
+            n = _started[0]
+        if n > int(os.environ["BINSIGHT_TEST_HOLD_FETCH"]):
+            deadline = time.monotonic() + 120
+            while not stop.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return _fetch_one(client, options, key, dest, stop)
+
+    _fetch.fetch_one = _held_fetch_one
 """
 
 
-def held_env(tmp_path: Path, epoch: int, barrier: int = 0, **extra: str) -> dict[str, str]:
-    """:func:`cli_env` for a command whose trainers pause after ``epoch``: until stopped, or (``barrier`` > 0)
-    until ``barrier`` trainers, in any processes, have got there."""
+def held_env(tmp_path: Path, epoch: int = 0, barrier: int = 0, fetch: int = 0, **extra: str) -> dict[str, str]:
+    """:func:`cli_env` for a command whose trainers pause after ``epoch`` (until stopped, or with ``barrier`` > 0
+    until ``barrier`` trainers in any processes have got there), or whose fetch pauses after ``fetch`` files."""
     hooks = tmp_path / "test-hooks"
     hooks.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(_HOLD_SITECUSTOMIZE)
     pythonpath = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH", "")) if p)
-    env = cli_env(BINSIGHT_TEST_HOLD_EPOCH=str(epoch), PYTHONPATH=pythonpath, **extra)
+    env = cli_env(PYTHONPATH=pythonpath, **extra)
+    if epoch:
+        env["BINSIGHT_TEST_HOLD_EPOCH"] = str(epoch)
+    if fetch:
+        env["BINSIGHT_TEST_HOLD_FETCH"] = str(fetch)
     if barrier:
         (hooks / "barrier").mkdir(exist_ok=True)
         env["BINSIGHT_TEST_BARRIER"] = f"{hooks / 'barrier'}:{barrier}"

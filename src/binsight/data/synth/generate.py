@@ -129,8 +129,15 @@ def generate(out: Path | str, cfg: SynthConfig, show_progress: bool = True, over
         else:
             import multiprocessing as mp
 
-            # fork starts fast and shares the imported modules; each worker builds its own texture bank.
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            # Not fork: forking a process that has threads (torch's pool, tqdm's monitor, a test runner's) can
+            # leave a worker waiting forever on a lock that was held at the fork. A forkserver forks from a
+            # clean single-threaded server that has this module imported once; each worker builds its own
+            # texture bank.
+            if "forkserver" in mp.get_all_start_methods():
+                ctx = mp.get_context("forkserver")
+                ctx.set_forkserver_preload([__name__])
+            else:
+                ctx = mp.get_context("spawn")
             with ctx.Pool(workers) as pool:
                 for done in pool.imap_unordered(_write_chunk, jobs):
                     bar.update(done)
