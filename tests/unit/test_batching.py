@@ -52,6 +52,30 @@ def test_a_lone_input_waits_at_most_about_max_wait():
     assert row[1] == 1
 
 
+def test_wait_for_arrivals_runs_a_lone_input_at_once_but_waits_for_an_announced_one():
+    sizes: list[int] = []
+    # A minute of max_wait: an input that waited for it would miss the 30 s answer deadline below.
+    record = lambda n, s, ok: sizes.append(n)  # noqa: E731
+    batcher = MicroBatcher(row_sums, max_batch_size=8, max_wait_ms=60_000, wait_for_arrivals=True, on_batch=record)
+    batcher.start()
+
+    async def main():
+        lone = await asyncio.wait_for(batcher.enqueue(np.ones((1, 1, 1), np.float32)), 30)
+        with batcher.arriving(2):  # two inputs announced (their images "decoding")
+            first = batcher.enqueue(np.full((1, 1, 1), 2, np.float32))
+            await asyncio.sleep(0.2)  # the worker holds the started batch open for the second
+            second = batcher.enqueue(np.full((1, 1, 1), 3, np.float32))
+        return lone, await asyncio.wait_for(asyncio.gather(first, second), 30)
+
+    try:
+        lone, pair = run(main())
+    finally:
+        batcher.stop()
+    assert lone[1] == 1
+    assert [size for _, size in pair] == [2, 2] and [float(row[0]) for row, _ in pair] == [2.0, 3.0]
+    assert sizes == [1, 2]
+
+
 def test_full_queue_raises_at_once_and_force_bypasses_it():
     gate = threading.Event()
 

@@ -2,8 +2,10 @@
 
 The worker takes the first waiting item, then keeps collecting until it has ``max_batch_size`` items or
 ``max_wait_ms`` has passed since it took the first, and runs them as one batch. Under load, items pile up
-while a batch runs, so the next batch fills at once and the wait never applies; at low load a lone request
-waits at most ``max_wait_ms``.
+while a batch runs, so the next batch fills at once and the wait never applies. With ``wait_for_arrivals``
+the worker only waits for inputs that callers have announced with :meth:`MicroBatcher.arriving` (a server
+announces a request while its image is decoded): a lone request at low load then runs at once instead of
+waiting ``max_wait_ms`` for company that is not coming.
 
 The queue is bounded: :meth:`MicroBatcher.submit` raises :class:`QueueFullError` at once when
 ``queue_size`` items are already waiting (the server answers 503 with ``Retry-After``), so latency stays
@@ -28,7 +30,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +89,8 @@ class MicroBatcher:
             succeeds again.
         on_batch: Called from the worker after each batch with (size, seconds, ok) — for metrics.
         name: Worker thread name.
+        wait_for_arrivals: Wait (up to ``max_wait_ms``) only while announced inputs are on their way, instead
+            of always.
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class MicroBatcher:
         failure_threshold: int = 3,
         on_batch: BatchCallback | None = None,
         name: str = "binsight-infer",
+        wait_for_arrivals: bool = False,
     ) -> None:
         if max_batch_size < 1 or queue_size < 1 or failure_threshold < 1 or max_wait_ms < 0:
             raise ValueError("need max_batch_size >= 1, queue_size >= 1, failure_threshold >= 1, max_wait_ms >= 0")
@@ -108,6 +113,8 @@ class MicroBatcher:
         self.failure_threshold = int(failure_threshold)
         self.on_batch = on_batch
         self.name = name
+        self.wait_for_arrivals = wait_for_arrivals
+        self._arriving = 0  # inputs announced by arriving() and not yet queued (or given up)
         self.consecutive_failures = 0
         self.batches_run = 0
         self.delay_s = 0.0  # test hook: extra seconds per batch, to simulate a slow model
@@ -180,6 +187,21 @@ class MicroBatcher:
         return len(self._queue)
 
     # -- submit -----------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def arriving(self, n: int = 1) -> Iterator[None]:
+        """Announce ``n`` inputs that will be queued within the block (e.g. while their images are decoded).
+
+        With ``wait_for_arrivals`` the worker holds a started batch open for them, up to ``max_wait_ms``.
+        """
+        with self._cond:
+            self._arriving += n
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._arriving -= n
+                self._cond.notify_all()
+
     def enqueue(self, x: np.ndarray, force: bool = False) -> asyncio.Future:
         """Queue one CHW input from the running event loop.
 
@@ -228,7 +250,7 @@ class MicroBatcher:
                     batch.append(self._queue.popleft())
                     continue
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0 or self._stopping:
+                if remaining <= 0 or self._stopping or (self.wait_for_arrivals and self._arriving <= 0):
                     break
                 self._cond.wait(remaining)
             return batch

@@ -148,6 +148,7 @@ class ModelService:
             queue_size=cfg.queue_size,
             failure_threshold=cfg.failure_threshold,
             on_batch=self.metrics.observe_batch,
+            wait_for_arrivals=True,
         )
         self.batcher.start()
         if await self._warm_up():
@@ -248,15 +249,19 @@ class ModelService:
         futures: list[asyncio.Future] = []
         try:
             loop = asyncio.get_running_loop()
-            xs = await asyncio.gather(*(loop.run_in_executor(self.pool, self._prepare, img) for img in request.images))
             assert self.batcher is not None
-            try:
-                for x in xs:
-                    futures.append(self.batcher.enqueue(x))
-            except QueueFullError as exc:
-                raise ApiError(
-                    503, "overloaded", f"the inference queue is full ({exc}); retry shortly", {"Retry-After": "1"}
-                ) from None
+            # Announced while decoding: a batch the worker has started waits for these inputs, and only these.
+            with self.batcher.arriving(n):
+                xs = await asyncio.gather(
+                    *(loop.run_in_executor(self.pool, self._prepare, img) for img in request.images)
+                )
+                try:
+                    for x in xs:
+                        futures.append(self.batcher.enqueue(x))
+                except QueueFullError as exc:
+                    raise ApiError(
+                        503, "overloaded", f"the inference queue is full ({exc}); retry shortly", {"Retry-After": "1"}
+                    ) from None
             results = await asyncio.gather(*futures)
         except WorkerUnavailableError as exc:
             raise ApiError(503, "not_ready", str(exc), {"Retry-After": "5"}) from None
