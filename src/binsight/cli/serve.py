@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--max-batch-size", type=int, default=None, help="largest dynamic batch (default 8)")
     parser.add_argument(
-        "--max-wait-ms", type=float, default=None, help="how long a batch waits to fill after its first input (5)"
+        "--max-wait-ms", type=float, default=None, help="longest wait for still-decoding requests to join a batch (5)"
     )
     parser.add_argument(
         "--queue-size", type=int, default=None, help="inputs allowed to wait; beyond it requests get 503 (64)"
