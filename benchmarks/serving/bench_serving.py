@@ -66,20 +66,20 @@ def matmul_roofline(threads: int = 2, n: int = 2048, repeats: int = 10) -> float
     return 2 * n**3 / best / 1e9
 
 
-def bare_forward(artifact: Path, batch: int, seconds: float = 4.0) -> float:
-    """Images/s of the artifact's eager float32 forward at ``batch`` (no decode, no HTTP)."""
-    import torch
+def bare_forward(artifact: Path, batch: int, backend: str = "torch", seconds: float = 4.0) -> float:
+    """Images/s of the artifact's bare forward on ``backend`` at ``batch`` (no decode, no HTTP, no batcher):
+    the same backend object ``binsight serve`` runs, so each server is compared with its own model."""
+    import numpy as np
 
-    from binsight.inference.export import load_torch_model
+    from binsight.inference.predictor import Predictor
 
-    model = load_torch_model(artifact)
-    x = torch.randn(batch, 3, 224, 224)
-    with torch.inference_mode():
-        model(x)
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            model(x)
-            n += batch
+    model = Predictor(artifact, backend=backend).backend
+    x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
+    model.run(x)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        model.run(x)
+        n += batch
     return n / (time.perf_counter() - start)
 
 
@@ -279,8 +279,12 @@ def main() -> None:
             quantize_int8(artifact, [p.preprocess(p.decode(b)).numpy() for b in bodies])
             backends.append("onnx-int8")
             notes.append("onnx-int8 calibrated on the 16 benchmark bodies (speed only; accuracy: binsight export)")
-        bare = {f"batch_{b}": round(bare_forward(artifact, b), 2) for b in (1, 8)}
-        print(f"bare eager ResNet-50 forward: {bare} images/s", flush=True)
+        bare_all = {
+            backend: {f"batch_{b}": round(bare_forward(artifact, b, backend), 2) for b in (1, 8)}
+            for backend in dict.fromkeys(["torch", *backends])
+        }
+        bare = bare_all["torch"]
+        print(f"bare ResNet-50 forward (images/s): {bare_all}", flush=True)
         try:
             systems += [start_binsight(artifact, b, work) for b in backends]
             if not args.skip_seed:
@@ -350,6 +354,7 @@ def main() -> None:
         "resnet50_gflop_per_image": RESNET50_GFLOP,
         "roofline_images_per_s": round(roofline / RESNET50_GFLOP, 2),
         "bare_forward_images_per_s": bare,
+        "bare_forward_images_per_s_by_backend": bare_all,
         "torchserve": ts_status,
         "systems": systems,
         "notes": notes,
