@@ -1,6 +1,7 @@
 """Endpoint lifecycle end to end: real supervisors, real `binsight serve` children, real HTTP on loopback.
 
-BINSIGHT_HOME is a tmp folder for the module, and the module ends with a cleanup, so no process outlives it.
+BINSIGHT_HOME is a tmp folder for the module, and the module ends with a cleanup, so no process outlives it
+(the ``home`` fixture of tests/e2e/conftest.py).
 Model servers take seconds to start on a busy 2-core machine, so the tests share one endpoint, ``demo``:
 each test (re)creates it when it is missing, so any test also runs alone.
 """
@@ -23,7 +24,6 @@ from PIL import Image
 
 from binsight.serving import procs
 from binsight.serving.endpoints import (
-    cleanup,
     create_endpoint,
     describe_endpoint,
     invoke_endpoint,
@@ -57,15 +57,6 @@ def jpeg(seed: int = 0) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(buf, format="JPEG")
     return buf.getvalue()
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        path = tmp_path_factory.mktemp("binsight-home")
-        mp.setenv("BINSIGHT_HOME", str(path))
-        yield path
-        cleanup(timeout=10)  # whatever the tests (or a failing one) left behind
 
 
 @pytest.fixture(scope="module")

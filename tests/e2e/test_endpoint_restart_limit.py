@@ -29,15 +29,6 @@ from tests.e2e.test_endpoint_lifecycle import can_bind, make_artifact
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        path = tmp_path_factory.mktemp("binsight-home")
-        mp.setenv("BINSIGHT_HOME", str(path))
-        yield path
-        cleanup(timeout=10)  # whatever the tests (or a failing one) left behind
-
-
 def wait_for(predicate, timeout: float = 60, every: float = 0.1):
     """Poll ``predicate`` until it returns something truthy; returns that (or the last falsy value)."""
     deadline = time.monotonic() + timeout
