@@ -133,3 +133,36 @@ def abid_sample() -> Path:
 @pytest.fixture
 def port() -> int:
     return free_port()
+
+
+@pytest.fixture(scope="module")
+def moto_server():
+    """The fetch tests' S3: moto's real server on loopback (``MotoS3`` of tests/integration/test_fetch_support.py),
+    one per test module."""
+    from tests.integration.test_fetch_support import MotoS3
+
+    server = MotoS3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_server):
+    """``moto_server`` with every bucket forgotten, for a fetch test to seed. (The gateway tests define their own
+    ``s3``: a boto3 client on a fresh bucket.)"""
+    moto_server.reset()
+    return moto_server
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread during the test (the cores are shared); the previous count is restored after.
+
+    Use it for a whole module with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -9,25 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import free_port, held_env, run_cli
 from tests.integration.test_fetch_support import MotoS3, assert_dataset_equals, dataset_objects, write_udacity_list
 
 IDS = ["00001", "00002", "00003"]
-
-
-@pytest.fixture(scope="module")
-def moto_server():
-    server = MotoS3()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def s3(moto_server):
-    moto_server.reset()
-    return moto_server
 
 
 def fetch_args(url: str, out: Path, file_list: Path, *extra: str) -> list[str]:

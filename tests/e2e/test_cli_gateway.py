@@ -30,6 +30,7 @@ from tests.integration.gateway_servers import (
     make_jpeg,
     moto_s3,
     s3_record,
+    set_aws_test_env,
 )
 
 
@@ -265,10 +266,7 @@ def test_gateway_with_real_binsight_serve(tmp_path, monkeypatch):
         assert prediction["check"]["expected_quantity"] == 3
 
         # The same endpoint through boto3 sagemaker-runtime (the SageMaker Runtime path of the contract).
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        set_aws_test_env(monkeypatch, tmp_path)
         sagemaker = EndpointConfig(
             sagemaker_endpoint="gw-e2e", sagemaker_endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1"
         )

@@ -5,7 +5,8 @@
 and answers a prediction computed from the body size; it can answer an error status N times first, answer
 an error always, or hang. ``ImageServer`` serves images, redirects, oversized and slow bodies for the URL
 fetcher. Both record every request they receive. ``SlowDownS3`` is an S3-compatible server that answers every
-request ``503 SlowDown`` (S3 throttling); ``moto_s3`` runs moto's real S3 server.
+request ``503 SlowDown`` (S3 throttling); ``moto_s3`` runs moto's real S3 server, and ``s3_bucket`` gives a boto3
+client on a fresh bucket there (``set_aws_test_env`` first: dummy credentials).
 """
 
 from __future__ import annotations
@@ -79,6 +80,30 @@ def aws_test_env(tmp_dir) -> dict[str, str]:
         "AWS_CONFIG_FILE": str(tmp_dir / "none"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_dir / "none"),
     }
+
+
+def set_aws_test_env(monkeypatch, tmp_dir) -> None:
+    """Put :func:`aws_test_env` into this process's environment for one test (``monkeypatch`` undoes it)."""
+    for name, value in aws_test_env(tmp_dir).items():
+        monkeypatch.setenv(name, value)
+
+
+@contextlib.contextmanager
+def s3_bucket(s3_url: str, bucket: str):
+    """A boto3 S3 client on ``s3_url`` with ``bucket`` created; on exit the bucket is emptied and deleted.
+
+    Credentials come from the environment (:func:`set_aws_test_env` first).
+    """
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    try:
+        yield client
+    finally:
+        for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=item["Key"])
+        client.delete_bucket(Bucket=bucket)
 
 
 @contextlib.contextmanager
@@ -157,6 +182,15 @@ class _Base:
         raise NotImplementedError
 
 
+class _QuietHandler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1 and no request log on stderr: the base of every handler here."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+
 class FakeEndpoint(_Base):
     """A binsight-compatible prediction endpoint on loopback."""
 
@@ -170,12 +204,7 @@ class FakeEndpoint(_Base):
     def _handler_class(self):
         endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
+        class Handler(_QuietHandler):
             def do_GET(self) -> None:  # noqa: N802
                 self._json(200 if self.path == "/ping" else 404, {"status": "ok"})
 
@@ -253,12 +282,7 @@ class ImageServer(_Base):
     def _handler_class(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
+        class Handler(_QuietHandler):
             def do_GET(self) -> None:  # noqa: N802
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
@@ -340,12 +364,7 @@ class SlowDownS3(_Base):
     def _handler_class(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
+        class Handler(_QuietHandler):
             def do_GET(self) -> None:  # noqa: N802
                 server.requests.append({"path": urlsplit(self.path).path})
                 body = (

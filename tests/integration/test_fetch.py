@@ -14,26 +14,12 @@ from tests.conftest import free_port
 from tests.integration.test_fetch_support import (
     BUCKET,
     FlakyS3,
-    MotoS3,
     assert_dataset_equals,
     dataset_objects,
     write_udacity_list,
 )
 
 IDS = ["00001", "00002", "00003", "00004"]
-
-
-@pytest.fixture(scope="module")
-def moto_server():
-    server = MotoS3()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def s3(moto_server):
-    moto_server.reset()
-    return moto_server
 
 
 def options(url: str, **kw) -> FetchOptions:

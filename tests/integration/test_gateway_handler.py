@@ -13,7 +13,14 @@ from binsight.gateway.backends import SageMakerBackend
 from binsight.gateway.errors import GatewayError
 from binsight.gateway.handler import handle, lambda_handler
 from binsight.gateway.settings import EndpointConfig, FetchPolicy, GatewaySettings
-from tests.integration.gateway_servers import FakeEndpoint, ImageServer, fake_prediction, make_jpeg, make_png
+from tests.integration.gateway_servers import (
+    FakeEndpoint,
+    ImageServer,
+    fake_prediction,
+    make_jpeg,
+    make_png,
+    set_aws_test_env,
+)
 
 
 class Context:
@@ -24,12 +31,6 @@ class Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
-
-
-@pytest.fixture
-def endpoint():
-    with FakeEndpoint() as server:
-        yield server
 
 
 @pytest.fixture
@@ -195,10 +196,7 @@ def test_unconfigured_gateway_says_what_to_set(monkeypatch):
 
 @pytest.fixture
 def aws_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    set_aws_test_env(monkeypatch, tmp_path)
 
 
 def test_sagemaker_backend_through_boto3(endpoint, aws_env):

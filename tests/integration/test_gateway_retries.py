@@ -8,7 +8,6 @@ import dataclasses
 import json
 import logging
 
-import boto3
 import pytest
 
 from binsight.gateway.errors import RetryableGatewayError
@@ -17,12 +16,12 @@ from binsight.gateway.settings import EndpointConfig, FetchPolicy, GatewaySettin
 from tests.integration.gateway_servers import (
     FakeEndpoint,
     SlowDownS3,
-    aws_test_env,
     corrupt_jpeg,
     fake_prediction,
     make_jpeg,
-    moto_s3,
+    s3_bucket,
     s3_record,
+    set_aws_test_env,
 )
 
 BUCKET = "retry-bins"
@@ -35,28 +34,11 @@ class Context:
         return 15_000
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    with moto_s3() as url:
-        yield url
-
-
 @pytest.fixture
 def s3(s3_server, monkeypatch, tmp_path):
-    for name, value in aws_test_env(tmp_path).items():
-        monkeypatch.setenv(name, value)
-    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        client.delete_object(Bucket=BUCKET, Key=item["Key"])
-    client.delete_bucket(Bucket=BUCKET)
-
-
-@pytest.fixture
-def endpoint():
-    with FakeEndpoint() as server:
-        yield server
+    set_aws_test_env(monkeypatch, tmp_path)
+    with s3_bucket(s3_server, BUCKET) as client:
+        yield client
 
 
 def settings(s3_url: str, endpoint: FakeEndpoint, **endpoint_kwargs) -> GatewaySettings:
@@ -170,8 +152,7 @@ def test_endpoint_timeout_in_s3_event_raises(s3, s3_server, endpoint):
 
 
 def test_s3_slowdown_raises(endpoint, monkeypatch, tmp_path):
-    for name, value in aws_test_env(tmp_path).items():
-        monkeypatch.setenv(name, value)
+    set_aws_test_env(monkeypatch, tmp_path)
     with SlowDownS3() as throttled:
         with pytest.raises(RetryableGatewayError) as info:
             handle(s3_event("busy.jpg"), None, settings=settings(throttled.url, endpoint))

@@ -4,48 +4,28 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 
 from binsight.gateway.handler import handle
 from binsight.gateway.settings import EndpointConfig, FetchPolicy, GatewaySettings
-from tests.conftest import free_port
-from tests.integration.gateway_servers import FakeEndpoint, fake_prediction, make_jpeg, make_png
+from tests.integration.gateway_servers import (
+    FakeEndpoint,
+    fake_prediction,
+    make_jpeg,
+    make_png,
+    s3_bucket,
+    s3_record,
+    set_aws_test_env,
+)
 
 BUCKET = "bin-photos"
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def s3(s3_server, monkeypatch, tmp_path):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        client.delete_object(Bucket=BUCKET, Key=item["Key"])
-    client.delete_bucket(Bucket=BUCKET)
-
-
-@pytest.fixture
-def endpoint():
-    with FakeEndpoint() as server:
-        yield server
+    set_aws_test_env(monkeypatch, tmp_path)
+    with s3_bucket(s3_server, BUCKET) as client:
+        yield client
 
 
 def settings(s3_url: str, endpoint: FakeEndpoint, **policy) -> GatewaySettings:
@@ -54,17 +34,6 @@ def settings(s3_url: str, endpoint: FakeEndpoint, **policy) -> GatewaySettings:
         endpoint=EndpointConfig(url=endpoint.url, timeout=5.0, retries=0),
         s3_endpoint_url=s3_url,
     )
-
-
-def record(key: str, bucket: str = BUCKET) -> dict:
-    return {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
-        "eventTime": "2024-05-01T12:00:00.000Z",
-        "eventName": "ObjectCreated:Put",
-        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket}, "object": {"key": key, "size": 10}},
-    }
 
 
 def test_s3_uri_and_bucket_key(s3, s3_server, endpoint):
@@ -102,9 +71,9 @@ def test_s3_event_with_several_records(s3, s3_server, endpoint):
     s3.put_object(Bucket=BUCKET, Key="bins/a b.png", Body=png)
     event = {
         "Records": [
-            record("my+photo%281%29.jpg"),
-            record("bins/a+b.png"),
-            record("deleted+already.jpg"),
+            s3_record("my+photo%281%29.jpg", BUCKET),
+            s3_record("bins/a+b.png", BUCKET),
+            s3_record("deleted+already.jpg", BUCKET),
         ]
     }
     response = handle(event, None, settings=settings(s3_server, endpoint))
@@ -124,7 +93,7 @@ def test_s3_event_with_several_records(s3, s3_server, endpoint):
 
 def test_s3_event_all_ok_is_200(s3, s3_server, endpoint):
     s3.put_object(Bucket=BUCKET, Key="x.jpg", Body=make_jpeg())
-    response = handle({"Records": [record("x.jpg")]}, None, settings=settings(s3_server, endpoint))
+    response = handle({"Records": [s3_record("x.jpg", BUCKET)]}, None, settings=settings(s3_server, endpoint))
     assert response["statusCode"] == 200 and "prediction" in response["results"][0]
 
 

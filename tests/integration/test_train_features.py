@@ -14,20 +14,10 @@ from binsight.training.checkpoint import load_checkpoint
 from binsight.training.data import load_split_data
 from binsight.training.features import cached_features
 from binsight.training.run import train
-from tests.integration.train_helpers import TINY, make_split
+from tests.integration.train_helpers import TINY
 
-
-@pytest.fixture(scope="module")
-def split(tmp_path_factory):
-    return make_split(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# ``split``: the default tiny split, from tests/integration/conftest.py; ``one_thread`` from tests/conftest.py.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_feature_cache_keyed_by_weights(split, tmp_path):

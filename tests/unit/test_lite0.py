@@ -16,13 +16,7 @@ from binsight.models.lite0 import (
     lite0_package_weights_path,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread: tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ ALL_MODELS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread: tests/conftest.py
 
 
 def test_list_models_names_the_builtin_architectures():

@@ -13,13 +13,7 @@ from binsight.models import create_model
 from binsight.models import weights as weights_mod
 from tests.conftest import free_port
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread: tests/conftest.py
 
 
 def _trained(seed: int = 3, **kwargs):
