@@ -2,7 +2,8 @@
 
 Every "only one process does this" decision (writing files, logging progress) asks :attr:`Dist.is_main`, and
 saved weights always come from :func:`unwrap`. The collective helpers below are no-ops in a single process,
-so the trainer calls them unconditionally.
+so the trainer calls them unconditionally. :func:`shard_bounds` gives each rank its contiguous share of the
+validation set.
 
 A process is a data-parallel worker when a launcher (``binsight train --nproc``, torchrun, SageMaker's
 ``torch_distributed``) set ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (plus ``MASTER_ADDR``/``MASTER_PORT``);
@@ -233,3 +234,10 @@ def run_on_local_first(fn: Callable[[], T], dist: Dist) -> T:
     if failed:
         raise BinsightError(f"rank {dist.rank}: another worker failed while preparing the data (see its message)")
     return result if dist.local_rank == 0 else fn()
+
+
+def shard_bounds(n: int, dist: Dist) -> tuple[int, int]:
+    """``[lo, hi)`` of rank ``dist.rank``'s contiguous share of ``n`` items (sizes differ by at most one)."""
+    base, extra = divmod(n, dist.world_size)
+    lo = dist.rank * base + min(dist.rank, extra)
+    return lo, lo + base + (1 if dist.rank < extra else 0)

@@ -5,6 +5,12 @@ A stop request (SIGTERM/SIGINT via :mod:`binsight.training.signals`, or the ``ma
 honoured after the current batch: the full state (model, optimizer, step, RNG states including the sampler's
 epoch-start state, early-stopping state, history and the partial epoch's sums) goes to ``weights/last.pt`` and
 :class:`~binsight.errors.Interrupted` is raised. Resuming from it replays the rest of the epoch exactly.
+
+What lives where: this module holds the :class:`Trainer` (set-up, the epoch/batch loop, the end-of-epoch
+bookkeeping); the checkpoint state (``state_dict``/``load_state_dict``), ``last.pt`` and the stops come from
+:mod:`binsight.training.trainer_state`, :meth:`Trainer.evaluate` from :mod:`binsight.training.validation`, and
+the validation shards (:func:`~binsight.training.distributed.shard_bounds`) from
+:mod:`binsight.training.distributed`.
 """
 
 from __future__ import annotations
@@ -18,20 +24,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from binsight.config.loader import to_dict
 from binsight.config.schemas import TrainConfig
-from binsight.errors import CheckpointError, Interrupted
 from binsight.training.checkpoint import CheckpointManager
-from binsight.training.data import SplitData, balanced_weights, batch_slices, epoch_order, gather, sequential_batches
+from binsight.training.data import SplitData, balanced_weights, batch_slices, epoch_order, gather
 from binsight.training.distributed import (
     Dist,
-    all_gather_object,
     all_reduce_grads,
     any_flags,
     barrier,
     broadcast_object,
     unwrap,
 )
+from binsight.training.distributed import shard_bounds as _shard_bounds  # noqa: F401 - the name tests import
 from binsight.training.optim import LRSchedule, build_optimizer
 from binsight.training.records import BestSoFar, EpochSums, FitResult, write_metrics_csv
 from binsight.training.runtime import (
@@ -40,22 +44,23 @@ from binsight.training.runtime import (
     autocast,
     deterministic_mode,
     resolve_device,
-    rng_state,
     seed_everything,
-    set_rng_state,
 )
 from binsight.training.signals import StopFlag
-from binsight.training.stopfile import WorkerStopped, hand_stop_to_launcher
+from binsight.training.trainer_state import (
+    CHECKPOINT_FORMAT,  # noqa: F401 - importable from here as before
+    OTHER_RANK,
+    TrainerStateMixin,
+)
+from binsight.training.validation import ValidationMixin
 from binsight.utils.progress import progress
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
-OTHER_RANK = "a stop signal on another worker"
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
-class Trainer:
+class Trainer(TrainerStateMixin, ValidationMixin):
     """One training run over decoded data, writing into ``run_dir``.
 
     Args:
@@ -155,71 +160,6 @@ class Trainer:
         params = inspect.signature(DistributedDataParallel.__init__).parameters
         sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
         return DistributedDataParallel(model, device_ids=ids, **sync)
-
-    # --- state -------------------------------------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resume needs (see the module docstring)."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "config": to_dict(self.cfg),
-            "classes": self.data.classes,
-            "data_hash": self.data.data_hash,
-            "model": unwrap(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": {"step": self.step},
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "epoch_sampler_state": self.epoch_sampler_state,
-            "sampler_state": self.sampler_gen.get_state(),
-            "aug_state": self.aug_gen.get_state(),
-            "rng": rng_state(),
-            "sums": vars(self.sums).copy(),
-            "best": vars(self.best).copy(),
-            "history": list(self.history),
-            "finished": self.finished,
-            "stopped_early": self.stopped_early,
-        }
-
-    def load_state_dict(self, state: dict[str, Any], source: Path | str = "checkpoint") -> None:
-        """Restore a :meth:`state_dict` (from ``source``, named in errors)."""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{source}: checkpoint format {state.get('format')!r} is not supported")
-        if list(state["classes"]) != list(self.data.classes):
-            raise CheckpointError(f"{source}: trained on classes {state['classes']}, the data has {self.data.classes}")
-        if state["data_hash"] != self.data.data_hash:
-            raise CheckpointError(
-                f"{source}: trained on other data (training manifest hash {state['data_hash'][:12]}…, "
-                f"the split has {self.data.data_hash[:12]}…); resume with the run's own split"
-            )
-        unwrap(self.model).load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["scheduler"]["step"])
-        self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
-        self.epoch_sampler_state = state["epoch_sampler_state"]
-        self.sampler_gen.set_state(state["sampler_state"])
-        ranks = state.get("rank_states") or [{"aug": state["aug_state"], "rng": state["rng"]}]
-        if len(ranks) == self.dist.world_size:
-            self.aug_gen.set_state(ranks[self.dist.rank]["aug"])
-            set_rng_state(ranks[self.dist.rank]["rng"])
-        elif self.dist.is_main:
-            self.aug_gen.set_state(state["aug_state"])
-            set_rng_state(state["rng"])
-            log.warning(
-                "%s was written by %d worker(s), this run has %d: the data order and global batch are the same, "
-                "augmentation draws differ from an uninterrupted run",
-                source,
-                len(ranks),
-                self.dist.world_size,
-            )
-        # The checkpoint holds the epoch's sums over all ranks; rank 0 carries them on, the others add theirs.
-        self.sums = EpochSums(**state["sums"]) if self.dist.is_main else EpochSums()
-        self.best = BestSoFar(**state["best"])
-        self.history = list(state["history"])
-        # Recomputed rather than restored: a resume may raise `epochs` or `patience` to train on.
-        cfg = self.cfg
-        self.stopped_early = 0 < cfg.patience <= self.best.bad_epochs and self.epoch < cfg.epochs
-        self.finished = self.stopped_early or self.epoch >= cfg.epochs
 
     # --- loop --------------------------------------------------------------------------------------------------
 
@@ -367,69 +307,6 @@ class Trainer:
             return float(y.numel())
         return float(weight.detach().cpu()[y].sum())
 
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, Any]:
-        """Validation loss and metrics (``classification_metrics`` plus ``loss``), with flip TTA if ``tta``."""
-        from binsight.data.transforms import normalize_uint8
-        from binsight.evaluation.metrics import classification_metrics
-
-        net = unwrap(self.model)  # never the DDP wrapper: ranks run different numbers of validation batches
-        self.model.eval()
-        loss_sum, probs = 0.0, []
-        targets = self.data.val_targets
-        # Each rank validates a contiguous share (no padding, no duplicates); the shares are gathered in rank
-        # order, so every rank computes the metrics over the whole validation set exactly once.
-        lo, hi = _shard_bounds(len(targets), self.dist)
-        for idx in sequential_batches(hi - lo, max(1, self.cfg.batch_size * 2)):
-            idx = idx + lo
-            y = torch.from_numpy(targets[idx.numpy()]).to(self.device)
-            with autocast(self.device, self.amp):
-                if self.use_features:
-                    out = net.forward_head(gather(self._val_feats, idx).to(self.device))
-                    out_flip = (
-                        net.forward_head(gather(self._val_feats_flip, idx).to(self.device)) if self.cfg.tta else None
-                    )
-                else:
-                    x = normalize_uint8(gather(self.data.val.images, idx).to(self.device), self.mean, self.std)
-                    if self.channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    out = net(x)
-                    out_flip = net(x.flip(3)) if self.cfg.tta else None
-            loss_sum += float(self.loss_fn(out.float(), y).item()) * len(idx)
-            p = net.probabilities(out.float())
-            if out_flip is not None:
-                p = (p + net.probabilities(out_flip.float())) / 2
-            probs.append(p.cpu())
-        self._set_train_mode()
-        local = torch.cat(probs).numpy().astype(np.float64) if probs else np.zeros((0, self.data.num_classes))
-        shares = all_gather_object((local, loss_sum))
-        prob = np.concatenate([p for p, _ in shares])
-        loss_sum = sum(ls for _, ls in shares)
-        metrics = classification_metrics(
-            targets, prob.argmax(1), self.data.num_classes, self.data.class_labels, probs=prob
-        )
-        metrics["loss"] = loss_sum / max(1, len(targets))
-        return metrics
-
-    def _validation_estimate(self) -> float:
-        if self.budget.val_seconds is not None:
-            return self.budget.val_seconds
-        # Before the first validation: a forward pass costs about a third of a training step per image.
-        per_image = self.budget.batch_seconds / max(1, self.cfg.batch_size)
-        return per_image * len(self.data.val) / 3
-
-    def _global_sums(self) -> EpochSums:
-        """The epoch's running sums over all ranks (``seconds`` is this rank's: the ranks run in lockstep)."""
-        if not self.dist.distributed:
-            return self.sums
-        parts = all_gather_object((self.sums.loss, self.sums.correct, self.sums.seen))
-        return EpochSums(
-            loss=sum(p[0] for p in parts),
-            correct=sum(p[1] for p in parts),
-            seen=sum(p[2] for p in parts),
-            seconds=self.sums.seconds,
-        )
-
     def _finish_epoch(self, e: int, val: dict[str, Any], val_seconds: float) -> None:
         cfg = self.cfg
         sums = self._global_sums()
@@ -497,46 +374,3 @@ class Trainer:
                 self._stop_now(self.stop.reason or OTHER_RANK, saved=True)
             if out_of_time:
                 self._stop_now("max_runtime", saved=True)
-
-    def _save_last(self) -> Path:
-        """Write ``last.pt`` (rank 0). Collective when data-parallel: every rank calls it at the same point,
-        contributing its augmentation/RNG state and its share of the epoch's sums."""
-        t0 = time.monotonic()
-        state = None
-        if self.dist.distributed:
-            ranks = all_gather_object({"aug": self.aug_gen.get_state(), "rng": rng_state()})
-            sums = self._global_sums()
-            if self.dist.is_main:
-                state = self.state_dict()
-                state.update(rank_states=ranks, sums=vars(sums).copy(), world_size=self.dist.world_size)
-        elif self.dist.is_main:
-            state = self.state_dict()
-        if state is not None:
-            self.checkpoints.save_last(state)
-        self.budget.record_save(time.monotonic() - t0)
-        return self.checkpoints.last
-
-    def _stop_now(self, reason: str, saved: bool = False) -> None:
-        """Checkpoint (unless just done) and raise Interrupted with how to resume."""
-        if not saved:
-            self._save_last()
-        if self.dist.distributed:
-            barrier()  # no rank exits (and so gets its peers killed by the agent) before rank 0 has written last.pt
-        where = (
-            f"after epoch {self.epoch}"
-            if self.batch_in_epoch == 0
-            else f"in epoch {self.epoch + 1} after batch {self.batch_in_epoch}"
-        )
-        why = {"max_runtime": f"max_runtime of {self.cfg.max_runtime:g}s is near"}.get(reason, f"{reason} received")
-        message = f"training stopped {where}: {why}. Checkpoint saved to {self.checkpoints.last}."
-        d = self.dist
-        if hand_stop_to_launcher(message, reason, d.rank, d.world_size, d.local_rank):
-            raise WorkerStopped(message)  # exit 0: not a failure for the agent to restart; the launcher reports it
-        raise Interrupted(f"{message}\nResume with: binsight train --resume {self.run_dir}")
-
-
-def _shard_bounds(n: int, dist: Dist) -> tuple[int, int]:
-    """``[lo, hi)`` of rank ``dist.rank``'s contiguous share of ``n`` items (sizes differ by at most one)."""
-    base, extra = divmod(n, dist.world_size)
-    lo = dist.rank * base + min(dist.rank, extra)
-    return lo, lo + base + (1 if dist.rank < extra else 0)
