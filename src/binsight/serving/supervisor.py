@@ -8,6 +8,11 @@ and stops (see :class:`RestartBudget`); and performs updates: start the new serv
 is healthy, let the old server finish its in-flight requests, then SIGTERM it. SIGTERM stops everything
 gracefully; SIGHUP wakes it up to look at the registry at once (``binsight endpoint update`` sends it).
 
+What lives where: this module holds the :class:`Supervisor` and ``main``; the restart count, backoff and limit
+(:class:`RestartBudget`, :func:`max_restarts_of`) live in :mod:`binsight.serving.restarts`, and the failure
+wording (:func:`failure_reason`, :func:`exit_description`) in :mod:`binsight.serving.failures`. All of these
+stay importable from here.
+
 Run by ``binsight endpoint create`` (never by hand)::
 
     python -m binsight.serving.supervisor --home ~/.local/state/binsight NAME
@@ -20,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -32,7 +36,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from binsight.serving.endpoints import DEFAULT_MAX_RESTARTS
+from binsight.serving.failures import exit_description, failure_reason
 from binsight.serving.proxy import Backend, ReverseProxy
 from binsight.serving.registry import (
     DELETING,
@@ -42,23 +46,21 @@ from binsight.serving.registry import (
     EndpointRegistry,
     endpoint_dir,
 )
+from binsight.serving.restarts import (  # noqa: F401 - BACKOFF_*/STABLE_S: importable from here as before
+    BACKOFF_MAX_S,
+    BACKOFF_START_S,
+    STABLE_S,
+    RestartBudget,
+    max_restarts_of,
+)
 from binsight.utils.net import free_port
 
 log = logging.getLogger("binsight.endpoint")
 
 POLL_S = 0.5  # how often the registry and the server process are looked at
 PING_EVERY_S = 1.0  # how often the server's /ping is probed for the health column
-BACKOFF_START_S = 0.5  # wait before the first restart in a row; it doubles with each further one
-BACKOFF_MAX_S = 30.0  # longest wait between two restarts
-STABLE_S = 60.0  # a server healthy this long resets the count of restarts in a row (and so the backoff)
 STOP_TIMEOUT_S = 15.0  # SIGTERM → SIGKILL for a model server
 DRAIN_TIMEOUT_S = 70.0  # longest wait for an old server's in-flight requests after an update
-
-
-_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+ (?=[A-Z]+ )")
-# Level ERROR/CRITICAL, the CLI's "binsight: error:" or a traceback's last line; then any *Error/*Exception.
-_STRONG_ERROR = re.compile(r"^(ERROR|CRITICAL) |binsight: (config )?error|^[\w.]*(Error|Exception): ")
-_WEAK_ERROR = re.compile(r"(Error|Exception)\b")
 
 
 class _ProxyServer(uvicorn.Server):
@@ -67,31 +69,6 @@ class _ProxyServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):  # type: ignore[override]
         yield
-
-
-def failure_reason(log_path: Path, offset: int, limit: int = 500) -> str:
-    """The most telling line a model server wrote since ``offset`` in its log (its last error line)."""
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(offset)
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return "no server log"
-    # JSON lines are the access log ("error": null on every request): never a reason.
-    lines = [_LOG_PREFIX.sub("", line.strip()) for line in text.splitlines() if line.strip()[:1] not in ("", "{")]
-    for pattern in (_STRONG_ERROR, _WEAK_ERROR):
-        for line in reversed(lines):
-            if pattern.search(line):
-                return line[:limit]
-    return lines[-1][:limit] if lines else "the server wrote nothing"
-
-
-def exit_description(code: int | None) -> str:
-    """``exit code 1`` or ``killed by SIGKILL``."""
-    if code is not None and code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"
 
 
 def serve_command(config: dict[str, Any], port: int) -> list[str]:
@@ -103,42 +80,6 @@ def serve_command(config: dict[str, Any], port: int) -> list[str]:
         if options.get(key) is not None:
             cmd += [flag, str(options[key])]
     return cmd
-
-
-class RestartBudget:
-    """Counts the restarts in a row that failed; gives the backoff before the next one and the limit.
-
-    A restart fails when its server does not start (it exits, or gets no /ping 200 within the startup
-    timeout) or dies less than ``STABLE_S`` after it became healthy, so a crash loop of servers that start
-    and die a few seconds later backs off and ends too. A server that stayed healthy ``STABLE_S`` resets the
-    count. ``max_restarts`` 0 never gives up.
-    """
-
-    def __init__(self, max_restarts: int = DEFAULT_MAX_RESTARTS) -> None:
-        self.max_restarts = max_restarts
-        self.in_a_row = 0  # restarts since the last server that stayed healthy STABLE_S
-
-    def server_died(self, healthy_for: float) -> None:
-        """Record the death of a server that had been healthy for ``healthy_for`` seconds."""
-        if healthy_for >= STABLE_S:
-            self.in_a_row = 0
-
-    @property
-    def exhausted(self) -> bool:
-        """True when ``max_restarts`` restarts in a row have failed: time to give up."""
-        return self.max_restarts > 0 and self.in_a_row >= self.max_restarts
-
-    def next_delay(self) -> float:
-        """Count one more restart; returns the seconds to wait before it (0.5, 1, 2 … up to BACKOFF_MAX_S)."""
-        delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** min(self.in_a_row, 16))
-        self.in_a_row += 1
-        return delay
-
-
-def max_restarts_of(config: dict[str, Any]) -> int:
-    """The endpoint config's ``max_restarts`` option (configs written before it existed get the default)."""
-    value = (config.get("options") or {}).get("max_restarts")
-    return DEFAULT_MAX_RESTARTS if value is None else int(value)
 
 
 class Supervisor:
