@@ -11,16 +11,17 @@ Tuning run directory (``runs/tune/<name>[N]/``)::
 
 ``trials`` is the study's total: every worker (on this machine or another one sharing the storage) asks for
 a new trial only while fewer than ``trials`` count (a failed trial that is retried counts once).
+
+What lives where: this module creates/checks the study and runs it (:func:`run_study`, :func:`run_worker`);
+spawning the ``jobs`` worker processes and the per-worker threads and seeds live in
+:mod:`binsight.tuning.workers`, the storages in :mod:`binsight.tuning.storage`, the trial itself in
+:mod:`binsight.tuning.objective` and the results in :mod:`binsight.tuning.report`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import signal
-import subprocess
-import sys
 import time
 import warnings
 from dataclasses import replace
@@ -32,12 +33,18 @@ from binsight.config.schemas import TrainConfig, TuneConfig
 from binsight.errors import BinsightError, CheckpointError, Interrupted
 from binsight.tuning import storage as st
 from binsight.tuning.space import space_dict
+from binsight.tuning.workers import (
+    STORAGE_ENV,
+    finished_trials,
+    spawn_workers,
+    worker_seed,
+    worker_threads,
+)
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "tune.yaml"
 STUDY_FILE = "study.json"
-STORAGE_ENV = "BINSIGHT_TUNE_STORAGE"
 # Keys `--resume` may change: they do not alter what a trial means.
 RESUMABLE_KEYS = ("trials", "timeout", "jobs", "threads", "keep", "max_retry", "heartbeat", "grace", "storage")
 # Training keys that may differ between machines sharing a study.
@@ -173,18 +180,6 @@ def prepare_data(cfg: TuneConfig) -> str:
     return data_hash
 
 
-def worker_threads(cfg: TuneConfig) -> int:
-    """Torch threads of each worker: ``threads``, else the cores shared out between the ``jobs`` workers."""
-    return cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
-
-
-def _worker_seed(cfg: TuneConfig, index: int, handle: st.StorageHandle) -> int:
-    seed = cfg.sampler_seed + index
-    if handle.kind == "rdb":  # machines sharing a study must not replay each other's random draws
-        seed += int(hashlib.sha256(st.HOST.encode()).hexdigest()[:6], 16)
-    return seed
-
-
 def run_worker(tune_dir: Path, index: int = 0, storage_url: str | None = None, show_progress: bool = False) -> int:
     """One worker: ``study.optimize`` against the study's storage until the budget or the timeout is reached.
 
@@ -207,7 +202,7 @@ def run_worker(tune_dir: Path, index: int = 0, storage_url: str | None = None, s
     handle = st.open_storage(url, tune_dir, cfg.heartbeat, cfg.grace, cfg.max_retry)
     torch.set_num_threads(worker_threads(cfg))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(cfg, tune_dir, handle, _worker_seed(cfg, index, handle), cfg.jobs > 1 or handle.kind == "rdb")
+    study = open_study(cfg, tune_dir, handle, worker_seed(cfg, index, handle), cfg.jobs > 1 or handle.kind == "rdb")
     objective = Objective(
         tune_dir, cfg.train, cfg.space, handle.heartbeat_dir if handle.kind == "journal" else None, cfg.heartbeat
     )
@@ -216,7 +211,7 @@ def run_worker(tune_dir: Path, index: int = 0, storage_url: str | None = None, s
     if show_progress:
         from binsight.utils.progress import progress
 
-        bar = progress(total=cfg.trials, initial=min(cfg.trials, _finished(study)), desc="trials", unit="trial")
+        bar = progress(total=cfg.trials, initial=min(cfg.trials, finished_trials(study)), desc="trials", unit="trial")
 
     def count(study_, trial) -> None:
         nonlocal ran
@@ -225,7 +220,7 @@ def run_worker(tune_dir: Path, index: int = 0, storage_url: str | None = None, s
             "trial %d %s%s", trial.number, trial.state.name, f": {trial.value:.4f}" if trial.value is not None else ""
         )
         if bar is not None:
-            bar.n = min(cfg.trials, _finished(study_))
+            bar.n = min(cfg.trials, finished_trials(study_))
             bar.refresh()
 
     try:
@@ -241,71 +236,6 @@ def run_worker(tune_dir: Path, index: int = 0, storage_url: str | None = None, s
         if bar is not None:
             bar.close()
     return ran
-
-
-def _finished(study) -> int:
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False)
-    retried = st.retried_numbers(trials)
-    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return sum(1 for t in trials if t.state in done and t.number not in retried)
-
-
-def _spawn_workers(cfg: TuneConfig, tune_dir: Path, handle: st.StorageHandle, study, show_progress: bool) -> None:
-    """Run ``cfg.jobs`` worker processes (``binsight tune --worker``) and wait for them."""
-    from binsight.utils.progress import progress
-
-    logs = tune_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    threads = str(worker_threads(cfg))
-    env = dict(os.environ)
-    env.update({STORAGE_ENV: handle.url, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
-    env["BINSIGHT_NO_PROGRESS"] = "1"
-    procs: list[subprocess.Popen] = []
-    for i in range(cfg.jobs):
-        with open(logs / f"worker-{i}.log", "ab") as out:
-            cmd = [sys.executable, "-m", "binsight", "tune", "--worker", str(tune_dir), "--worker-index", str(i)]
-            # A session of their own: Ctrl-C reaches the parent only, which passes exactly one signal on
-            # (a second SIGINT would make the trainer abort without its checkpoint).
-            procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True))
-
-    def forward(signum: int, frame=None) -> None:  # noqa: ARG001 - signal handler signature
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signum)
-
-    previous = signal.signal(signal.SIGTERM, forward) if _main_thread() else None
-    bar = progress(total=cfg.trials, initial=min(cfg.trials, _finished(study)), desc="trials", unit="trial")
-    try:
-        while any(p.poll() is None for p in procs):
-            try:
-                time.sleep(1.0)
-            except KeyboardInterrupt:
-                log.warning("stopping the workers: each saves its trial's checkpoint (resume with --resume)")
-                forward(signal.SIGINT)
-            bar.n = min(cfg.trials, _finished(study))
-            bar.refresh()
-    finally:
-        bar.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    codes = [p.returncode for p in procs]
-    if any(c == Interrupted.exit_code or c < 0 for c in codes):
-        raise Interrupted(f"tuning stopped; continue with: binsight tune --resume {tune_dir}")
-    bad = [i for i, c in enumerate(codes) if c != 0]
-    if bad:
-        tail = (logs / f"worker-{bad[0]}.log").read_text(errors="replace").strip().splitlines()[-15:]
-        raise BinsightError(
-            f"{len(bad)} of {cfg.jobs} tuning workers failed (exit codes {[codes[i] for i in bad]}); "
-            f"end of {logs / f'worker-{bad[0]}.log'}:\n" + "\n".join(tail)
-        )
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def resume_tune_config(tune_dir: Path, overrides: list[str] | None = None) -> TuneConfig:
@@ -381,7 +311,7 @@ def run_study(
         tune_dir / STUDY_FILE,
         {"study_name": cfg.study_name or cfg.name, "storage": handle.display, "kind": handle.kind, "data": data_hash},
     )
-    study = open_study(cfg, tune_dir, handle, _worker_seed(cfg, 0, handle), cfg.jobs > 1)
+    study = open_study(cfg, tune_dir, handle, worker_seed(cfg, 0, handle), cfg.jobs > 1)
     with st.ask_lock(handle, tune_dir, study.study_name):
         st.fail_stale_trials(study, handle, study.retry)
         if resume:
@@ -392,7 +322,7 @@ def run_study(
         if cfg.jobs == 1:
             run_worker(tune_dir, 0, handle.url, show_progress=show_progress)
         else:
-            _spawn_workers(cfg, tune_dir, handle, study, show_progress)
+            spawn_workers(cfg, tune_dir, handle, study, show_progress)
     except Interrupted as exc:
         interrupted = exc
     summary = write_results(study, tune_dir, cfg, handle, started)
