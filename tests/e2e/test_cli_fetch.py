@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import free_port, held_env, run_cli
 from tests.integration.test_fetch_support import MotoS3, assert_dataset_equals, dataset_objects, write_udacity_list
 
@@ -149,7 +151,8 @@ def test_cli_killed_midway_completes_on_rerun_against_a_fresh_server(tmp_path):
     assert "failed 0" in rerun.stdout
 
 
-def test_cli_ctrl_c_writes_the_report_and_exits_3(s3, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_cli_ctrl_c_or_sigterm_writes_the_report_and_exits_3(s3, tmp_path, sig):
     ids = [f"{n:05d}" for n in range(1, 61)]
     s3.seed(dataset_objects(ids))
     file_list = write_udacity_list(tmp_path / "file_list.json", ids)
@@ -157,11 +160,12 @@ def test_cli_ctrl_c_writes_the_report_and_exits_3(s3, tmp_path):
 
     proc = _start_fetch(s3.url, out, file_list)
     _wait_for_files(proc, out, 8)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
 
     assert proc.returncode == 3, stderr
     assert "Traceback" not in stderr and "re-run the same command to resume" in stderr
+    assert f"{sig.name} received: stopping after the files in progress" in stderr
     interrupted = report(out)
     assert interrupted["downloaded"] == 8 and interrupted["not_attempted"] == len(ids) * 2 - 8
     assert interrupted["aborted"] == "interrupted by the user"

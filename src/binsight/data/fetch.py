@@ -14,8 +14,13 @@ Library use::
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +35,8 @@ from binsight.utils.progress import progress
 DEFAULT_BUCKET = "aft-vbi-pds"
 DEFAULT_REGION = "us-east-1"
 REPORT_NAME = "fetch_report.json"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -161,7 +168,6 @@ def fetch_dataset(ids: list[str], out: str | Path, options: FetchOptions | None 
 
     stop = StopFlag()
     start = time.monotonic()
-    interrupted = False
     bar = progress(total=len(jobs), unit="file", desc="fetch")
 
     def task(key: str) -> FileResult:
@@ -170,36 +176,41 @@ def fetch_dataset(ids: list[str], out: str | Path, options: FetchOptions | None 
     pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="binsight-fetch")
     pending: set[Future[FileResult]] = set()
     queued = iter(jobs)
-    try:
-        while True:
-            # Bounded submission: a 500k-object list must not become 500k futures at once.
-            while not stop.is_set() and len(pending) < options.workers * 4:
-                key = next(queued, None)
-                if key is None:
+    with _stop_requests() as requests:
+        try:
+            while True:
+                if requests and not stop.is_set():
+                    # Workers see the flag between chunks and return at once; the loop collects their results.
+                    stop.set("interrupted", "interrupted by the user")
+                # Bounded submission: a 500k-object list must not become 500k futures at once.
+                while not stop.is_set() and len(pending) < options.workers * 4:
+                    key = next(queued, None)
+                    if key is None:
+                        break
+                    pending.add(pool.submit(task, key))
+                if not pending:
                     break
-                pending.add(pool.submit(task, key))
-            if not pending:
-                break
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                _add_result(report, future.result())
-                bar.update(1)
-            if report.failed:
-                bar.set_postfix(failed=report.failed, refresh=False)
-    except KeyboardInterrupt:
-        interrupted = True
-        stop.set("interrupted", "interrupted by the user")
-        for future in pending:
-            future.cancel()
-        for future in pending:
-            if not future.cancelled():
-                _add_result(report, future.result())
-    except BaseException:
-        stop.set("error", "stopped after an error")
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
+                # A timeout, so a stop request is acted on even while every worker is busy.
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    _add_result(report, future.result())
+                    bar.update(1)
+                if report.failed:
+                    bar.set_postfix(failed=report.failed, refresh=False)
+        except KeyboardInterrupt:  # a second Ctrl-C, or a fetch run outside the main thread
+            stop.set("interrupted", "interrupted by the user")
+            for future in pending:
+                future.cancel()
+        except BaseException:
+            stop.set("error", "stopped after an error")
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+    for future in pending:  # after a KeyboardInterrupt: what the workers finished before the pool shut down
+        if future.done() and not future.cancelled():
+            _add_result(report, future.result())
+    interrupted = stop.code == "interrupted"
 
     report.not_attempted += len(jobs) - (report.downloaded + report.skipped + report.failed + report.not_attempted)
     report.aborted = stop.reason
@@ -211,6 +222,34 @@ def fetch_dataset(ids: list[str], out: str | Path, options: FetchOptions | None 
             f"re-run the same command to resume (report: {out / REPORT_NAME})"
         )
     return report
+
+
+@contextlib.contextmanager
+def _stop_requests() -> Iterator[list[str]]:
+    """Within the block, SIGINT and SIGTERM are recorded in the yielded list instead of raising.
+
+    A KeyboardInterrupt raised at an arbitrary point of the main thread can land inside a future's lock and
+    leave a worker blocked for ever; a recorded request is acted on by the fetch loop at a safe point. A second
+    signal raises KeyboardInterrupt for a user who does not want to wait. Outside the main thread signal
+    handlers cannot be set, and Ctrl-C stays a KeyboardInterrupt.
+    """
+    seen: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def handler(signum: int, frame) -> None:  # noqa: ARG001 - signal handler signature
+        seen.append(signal.Signals(signum).name)
+        if len(seen) > 1:
+            raise KeyboardInterrupt
+        log.warning("%s received: stopping after the files in progress (again to abort now)", seen[0])
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield seen
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _add_result(report: FetchReport, result: FileResult) -> None:
