@@ -6,9 +6,9 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
+from binsight.errors import BinsightError
 from binsight.pipeline.core import STAGES, Section, StageContext, register_stage
 
 METRIC_ROWS = [
@@ -45,16 +45,14 @@ def train_into(
     ``nproc`` data-parallel workers; shared by the train stages (baseline, distributed, final)."""
     split_dir = ctx.require("split", "split_dir")
     cfg = replace(cfg or ctx.cfg.train, data=str(split_dir), name=folder)
-    if nproc:
-        from binsight.training.launch import train_distributed
+    from binsight.training.job import run_training_job
+    from binsight.training.launch import Launch
 
-        out = train_distributed(cfg, nproc, _stage_dir(ctx, folder), max_restarts=max_restarts)
-        result = SimpleNamespace(**out)
-    else:
-        from binsight.training.run import train
-
-        # An interrupted stage continues from its last checkpoint when the pipeline is resumed.
-        result = train(cfg, out=_stage_dir(ctx, folder), handle_signals=True, auto_resume=True)
+    launch = Launch(nproc=nproc, max_restarts=max_restarts) if nproc else None
+    # An interrupted stage continues from its last checkpoint when the pipeline is resumed.
+    result = run_training_job(cfg, launch, out=_stage_dir(ctx, folder), auto_resume=True)
+    if result is None:  # pragma: no cover - one machine: the run is always on this disk
+        raise BinsightError(f"training {folder} left no result in {ctx.path(folder)}")
     best = result.best_metrics
     rows = [
         [r["epoch"], r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"], r["val_macro_f1"], r["seconds"]]

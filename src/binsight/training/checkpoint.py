@@ -162,3 +162,14 @@ class CheckpointManager:
                 f"no checkpoint in {self.folder}: expected {LAST} (is this a run directory of `binsight train`?)"
             )
         raise CheckpointError("no usable checkpoint: " + "; ".join(errors))
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """True when the run directory ``run_dir`` has a resumable checkpoint (``last.pt`` or its previous copy)."""
+    weights = Path(run_dir) / "weights"
+    return (weights / LAST).is_file() or (weights / PREV).is_file()
+
+
+def holds_run(run_dir: str | Path) -> bool:
+    """True when ``run_dir`` already holds a training run (its config or weights), finished or not."""
+    return (Path(run_dir) / "config.yaml").exists() or (Path(run_dir) / "weights").exists()

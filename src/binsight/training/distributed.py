@@ -7,7 +7,8 @@ validation set.
 
 A process is a data-parallel worker when a launcher (``binsight train --nproc``, torchrun, SageMaker's
 ``torch_distributed``) set ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (plus ``MASTER_ADDR``/``MASTER_PORT``);
-:func:`dist_from_env` reads them and :func:`init_process_group` joins the group (NCCL on GPUs, gloo on CPU).
+:func:`dist_from_env` reads them (for :class:`~binsight.training.protocol.WorkerEnv`) and
+:func:`init_process_group` joins the group (NCCL on GPUs, gloo on CPU).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -61,16 +62,10 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def launched_by_torchrun(env: dict[str, str] | None = None) -> bool:
-    """True when a launcher set this process's rank (``RANK`` and ``WORLD_SIZE`` in the environment)."""
-    env = os.environ if env is None else env
-    return "RANK" in env and "WORLD_SIZE" in env
-
-
-def dist_from_env(env: dict[str, str] | None = None) -> Dist:
+def dist_from_env(env: Mapping[str, str] | None = None) -> Dist:
     """The :class:`Dist` a launcher described in ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` (default: single)."""
     env = os.environ if env is None else env
-    if not launched_by_torchrun(env):
+    if "RANK" not in env or "WORLD_SIZE" not in env:
         return Dist()
     try:
         rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])

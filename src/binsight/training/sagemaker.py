@@ -203,14 +203,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def sagemaker_train_args(sm: SageMakerEnv, argv: list[str]) -> list[str]:
     """The ``binsight train`` arguments for this job: data, run directory, launcher options, hyperparameters."""
-    from binsight.training.distributed import launched_by_torchrun
+    from binsight.training.protocol import WorkerEnv
 
+    torchrun = WorkerEnv.from_env().torchrun
     name = os.environ.get("TRAINING_JOB_NAME", "sagemaker")
     args = ["--data", str(prepare_split(sm)), "--out", str(run_dir_for(sm, name)), "--auto-resume", *argv]
     args += ["--publish-sagemaker"]
-    if not launched_by_torchrun() and "--nproc" not in argv and len(sm.hosts) * sm.workers_per_host() > 1:
+    if not torchrun and "--nproc" not in argv and len(sm.hosts) * sm.workers_per_host() > 1:
         args += ["--nproc", str(sm.workers_per_host())]
-    if not launched_by_torchrun() and len(sm.hosts) > 1:
+    if not torchrun and len(sm.hosts) > 1:
         os.environ.setdefault("MASTER_ADDR", sm.master_addr)
         port = int(os.environ.get("MASTER_PORT", MASTER_PORT))
         args += [

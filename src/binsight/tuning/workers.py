@@ -17,6 +17,7 @@ from pathlib import Path
 from binsight.config.schemas import TuneConfig
 from binsight.errors import BinsightError, Interrupted
 from binsight.tuning import storage as st
+from binsight.utils.cpu import threads_per_worker
 
 log = logging.getLogger("binsight.tuning.study")  # the study's logger: same log lines as before the split
 
@@ -25,7 +26,7 @@ STORAGE_ENV = "BINSIGHT_TUNE_STORAGE"
 
 def worker_threads(cfg: TuneConfig) -> int:
     """Torch threads of each worker: ``threads``, else the cores shared out between the ``jobs`` workers."""
-    return cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
+    return cfg.threads or threads_per_worker(cfg.jobs)
 
 
 def worker_seed(cfg: TuneConfig, index: int, handle: st.StorageHandle) -> int:
