@@ -19,7 +19,7 @@ from binsight.errors import BinsightError, Interrupted
 from binsight.tuning import storage as st
 from binsight.utils.cpu import threads_per_worker
 
-log = logging.getLogger("binsight.tuning.study")  # the study's logger: same log lines as before the split
+log = logging.getLogger(__name__)
 
 STORAGE_ENV = "BINSIGHT_TUNE_STORAGE"
 
