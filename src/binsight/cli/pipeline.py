@@ -46,16 +46,12 @@ def _latest_run(root: Path, name: str) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     from binsight.config import PipelineConfig, load_config
     from binsight.errors import BinsightError
-    from binsight.pipeline import STAGES
-    from binsight.pipeline import stages as _stages  # noqa: F401
+    from binsight.pipeline.report import cost_summary, stage_list
+    from binsight.pipeline.stages import check_stage_names
     from binsight.utils.io import next_run_dir
 
     if args.list_stages:
-        from binsight.pipeline.model_stages import register_all
-
-        register_all()
-        for stage in STAGES.values():
-            print(f"{stage.name:<12} {stage.help}")
+        print(stage_list())
         return 0
     config = args.config
     if config is None and args.run and (args.run / "config.yaml").is_file():
@@ -63,12 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         config = Path(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).is_file() else None
     cfg = load_config(PipelineConfig, config, args.overrides)
-    from binsight.pipeline.model_stages import register_all
-
-    register_all()
-    unknown = [s for s in [*cfg.stages, args.start, args.only, *args.skip] if s and s not in STAGES]
-    if unknown:  # checked before a run directory is created
-        raise BinsightError(f"unknown stage {unknown[0]!r}; known stages: {', '.join(STAGES)}")
+    check_stage_names([*cfg.stages, args.start, args.only, *args.skip])  # before a run directory is created
     root = Path(cfg.out)
     run_dir = args.run
     if run_dir is None and (args.resume or args.start or args.only):
@@ -81,9 +72,6 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"pipeline run directory: {run_dir}")
     state = run_pipeline(cfg, run_dir, start=args.start, only=args.only, skip=args.skip)
-    print(f"{'stage':<12} {'status':<8} {'wall s':>8} {'CPU s':>8}")
-    for name in cfg.stages:
-        e = state["stages"].get(name, {})
-        print(f"{name:<12} {e.get('status', '-'):<8} {e.get('wall_s', 0):>8.1f} {e.get('cpu_s', 0):>8.1f}")
+    print(cost_summary(state, cfg.stages))
     print(f"report: {run_dir / 'report.html'}")
     return 0

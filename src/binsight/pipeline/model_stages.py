@@ -1,5 +1,5 @@
-"""Model stages of ``binsight pipeline``: train and evaluate. Registered on demand (``register_all``) so
-listing stages and the data stages do not import torch."""
+"""Model stages of ``binsight pipeline``: train, evaluate, ddp_train, tune, final. Each imports what it needs
+(torch, Optuna) when it runs, so listing stages and the data stages stay light."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from binsight.errors import BinsightError
-from binsight.pipeline.core import STAGES, Section, StageContext, register_stage
+from binsight.pipeline.context import Section, StageContext
 
 METRIC_ROWS = [
     ("accuracy", "accuracy"),
@@ -121,43 +121,33 @@ def evaluate_section(ctx: StageContext, run_dir: str, title: str) -> tuple[dict[
     return {"metrics": {k: metrics[k] for k in keys if k in metrics}}, sec
 
 
-def register_all() -> None:
-    """Register the model stages (idempotent)."""
-    if "train" in STAGES:
-        return
+def stage_train(ctx: StageContext):
+    return train_into(ctx, "train")
 
-    @register_stage("train", "train the baseline model (the `train` section) and write its artifact")
-    def stage_train(ctx: StageContext):
-        return train_into(ctx, "train")
 
-    @register_stage("evaluate", "evaluate the trained model on the test split (calibrated on val)")
-    def stage_evaluate(ctx: StageContext):
-        return evaluate_section(ctx, ctx.require("train", "run_dir"), "Evaluation (test split)")
+def stage_evaluate(ctx: StageContext):
+    return evaluate_section(ctx, ctx.require("train", "run_dir"), "Evaluation (test split)")
 
-    @register_stage("ddp_train", "train the `ddp.train` config with `ddp.nproc` data-parallel workers (torchrun)")
-    def stage_ddp(ctx: StageContext):
-        ddp = ctx.cfg.ddp
-        return train_into(ctx, "ddp_train", ddp.train, nproc=ddp.nproc, max_restarts=ddp.max_restarts)
 
-    @register_stage("tune", "Optuna search over the `tune` section (pruned trials, shared caches)")
-    def stage_tune(ctx: StageContext):
-        return tune_section(ctx)
+def stage_ddp(ctx: StageContext):
+    ddp = ctx.cfg.ddp
+    return train_into(ctx, "ddp_train", ddp.train, nproc=ddp.nproc, max_restarts=ddp.max_restarts)
 
-    @register_stage("final", "train with the tuned parameters (best.yaml) and evaluate on the test split")
-    def stage_final(ctx: StageContext):
-        from binsight.config import TrainConfig, load_config
 
-        best = load_config(TrainConfig, ctx.require("tune", "best_yaml"))
-        out, sec = train_into(ctx, "final", best)
-        ev_out, ev_sec = evaluate_section(ctx, out["run_dir"], "Final model on the test split")
-        sec.tables += ev_sec.tables
-        sec.figures += ev_sec.figures
-        sec.summary += " " + ev_sec.summary
-        return {**out, **ev_out}, sec
+def stage_tune(ctx: StageContext):
+    return tune_section(ctx)
 
-    from binsight.pipeline import serve_stages
 
-    serve_stages.register_all()
+def stage_final(ctx: StageContext):
+    from binsight.config import TrainConfig, load_config
+
+    best = load_config(TrainConfig, ctx.require("tune", "best_yaml"))
+    out, sec = train_into(ctx, "final", best)
+    ev_out, ev_sec = evaluate_section(ctx, out["run_dir"], "Final model on the test split")
+    sec.tables += ev_sec.tables
+    sec.figures += ev_sec.figures
+    sec.summary += " " + ev_sec.summary
+    return {**out, **ev_out}, sec
 
 
 def tune_section(ctx: StageContext) -> tuple[dict[str, Any], Section]:
