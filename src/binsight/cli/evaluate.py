@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from binsight.evaluation.evaluate import evaluate_run, format_report, run_dir_of
+    from binsight.evaluation.evaluate import evaluate_run, format_report
+    from binsight.inference.artifact import run_dir_of
 
     metrics = evaluate_run(
         args.run,

@@ -26,7 +26,7 @@ import numpy as np
 from binsight.errors import BinsightError, DataError
 from binsight.evaluation.calibration import T_MAX, T_MIN, choose_review_thresholds, fit_temperature
 from binsight.evaluation.metrics import classification_metrics, expected_calibration_error
-from binsight.inference.artifact import resolve_artifact_dir, write_meta
+from binsight.inference.artifact import run_dir_of, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,6 @@ class SplitOutputs:
     @property
     def raw(self) -> np.ndarray:
         return np.concatenate(self.outputs) if self.outputs else np.zeros((0, 0), dtype=np.float32)
-
-
-def run_dir_of(run: str | Path) -> tuple[Path, Path]:
-    """(run directory, artifact folder) for a run directory or an artifact folder."""
-    artifact = resolve_artifact_dir(run)
-    return (artifact.parent if artifact.name == "artifact" else artifact), artifact
 
 
 def split_dir_of(run_dir: Path, data: str | Path | None) -> Path:
