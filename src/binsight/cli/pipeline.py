@@ -10,7 +10,7 @@ from binsight.cli.common import add_config_args
 DEFAULT_CONFIG = "configs/demo.yaml"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "pipeline",
         help="run the main job: data → train → … → report, as resumable stages",

@@ -30,7 +30,7 @@ Every key is documented in configs/train-default.yaml. Exit codes: 0 done, 1 err
 3 stopped with a checkpoint saved (resume with --resume)."""
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "train",
         allow_abbrev=False,  # `--epoch 3` must not silently mean an unrelated option

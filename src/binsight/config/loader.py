@@ -114,7 +114,7 @@ def _coerce(value: Any, tp: Any, key: str, default: Any = None) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
@@ -164,7 +164,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
     """
     data = dict(data or {})
     hints = get_type_hints(cls, include_extras=True)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
@@ -192,7 +192,8 @@ def to_dict(obj: Any) -> dict[str, Any]:
             return [plain(x) for x in v]
         return v
 
-    return plain(dataclasses.asdict(obj))
+    data: dict[str, Any] = plain(dataclasses.asdict(obj))
+    return data
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -52,7 +52,9 @@ class StageContext:
         return value
 
 
-StageFn = Callable[[StageContext], tuple[dict[str, Any], Section]]
+# What a stage returns: its outputs for later stages (JSON-serialisable) and its report section.
+StageResult = tuple[dict[str, Any], Section]
+StageFn = Callable[[StageContext], StageResult]
 
 
 @dataclass

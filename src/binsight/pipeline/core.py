@@ -36,7 +36,8 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {"stages": {}}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return state
     except json.JSONDecodeError as exc:
         raise BinsightError(f"{path} is corrupt ({exc}); delete it to start the pipeline over") from None
 

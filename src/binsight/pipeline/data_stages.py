@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from binsight.pipeline.context import Section, StageContext
+from binsight.pipeline.context import Section, StageContext, StageResult
 
 
 def _class_table(caption: str, counts_by_split: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -15,7 +15,7 @@ def _class_table(caption: str, counts_by_split: dict[str, dict[str, int]]) -> di
     return {"caption": caption, "columns": ["split", *labels, "total"], "rows": rows}
 
 
-def stage_synth(ctx: StageContext) -> tuple[dict[str, Any], Section]:
+def stage_synth(ctx: StageContext) -> StageResult:
     if ctx.cfg.data:
         src = Path(ctx.cfg.data).expanduser().resolve()
         return {"dataset": str(src)}, Section("Data", summary=f"Using the existing dataset {src}.")
@@ -37,7 +37,7 @@ def stage_synth(ctx: StageContext) -> tuple[dict[str, Any], Section]:
     return {"dataset": str(out), "synth": summary}, sec
 
 
-def stage_split(ctx: StageContext) -> tuple[dict[str, Any], Section]:
+def stage_split(ctx: StageContext) -> StageResult:
     from binsight.data.split import split_dataset
 
     src = Path(ctx.require("synth", "dataset"))
@@ -53,7 +53,7 @@ def stage_split(ctx: StageContext) -> tuple[dict[str, Any], Section]:
     return {"split_dir": str(out), "summary_counts": counts}, sec
 
 
-def stage_stats(ctx: StageContext) -> tuple[dict[str, Any], Section]:
+def stage_stats(ctx: StageContext) -> StageResult:
     from binsight.data.stats import compute_stats
 
     split_dir = Path(ctx.require("split", "split_dir"))

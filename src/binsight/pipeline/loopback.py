@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -25,7 +26,7 @@ def image_server(image: Path) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args) -> None:
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -8,8 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from binsight.config import TrainConfig
 from binsight.errors import BinsightError
-from binsight.pipeline.context import Section, StageContext
+from binsight.pipeline.context import Section, StageContext, StageResult
 
 METRIC_ROWS = [
     ("accuracy", "accuracy"),
@@ -39,7 +40,7 @@ def _stage_dir(ctx: StageContext, folder: str) -> Path:
 
 
 def train_into(
-    ctx: StageContext, folder: str, cfg=None, nproc: int = 0, max_restarts: int = 0
+    ctx: StageContext, folder: str, cfg: TrainConfig | None = None, nproc: int = 0, max_restarts: int = 0
 ) -> tuple[dict[str, Any], Section]:
     """Train ``cfg`` (default: the pipeline's train section) into ``run_dir/folder``, in this process or with
     ``nproc`` data-parallel workers; shared by the train stages (baseline, distributed, final)."""
@@ -121,24 +122,24 @@ def evaluate_section(ctx: StageContext, run_dir: str, title: str) -> tuple[dict[
     return {"metrics": {k: metrics[k] for k in keys if k in metrics}}, sec
 
 
-def stage_train(ctx: StageContext):
+def stage_train(ctx: StageContext) -> StageResult:
     return train_into(ctx, "train")
 
 
-def stage_evaluate(ctx: StageContext):
+def stage_evaluate(ctx: StageContext) -> StageResult:
     return evaluate_section(ctx, ctx.require("train", "run_dir"), "Evaluation (test split)")
 
 
-def stage_ddp(ctx: StageContext):
+def stage_ddp(ctx: StageContext) -> StageResult:
     ddp = ctx.cfg.ddp
     return train_into(ctx, "ddp_train", ddp.train, nproc=ddp.nproc, max_restarts=ddp.max_restarts)
 
 
-def stage_tune(ctx: StageContext):
+def stage_tune(ctx: StageContext) -> StageResult:
     return tune_section(ctx)
 
 
-def stage_final(ctx: StageContext):
+def stage_final(ctx: StageContext) -> StageResult:
     from binsight.config import TrainConfig, load_config
 
     best = load_config(TrainConfig, ctx.require("tune", "best_yaml"))

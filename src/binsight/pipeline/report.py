@@ -52,7 +52,8 @@ def _round(v: float | None) -> float | str:
 
 
 def _cost_table(state: dict[str, Any], order: list[str]) -> str:
-    rows, wall, cpu = [], 0.0, 0.0
+    rows: list[list[Any]] = []
+    wall, cpu = 0.0, 0.0
     for name in order:
         entry = state["stages"].get(name)
         if not entry:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from binsight.errors import BinsightError
-from binsight.pipeline.context import Section, StageContext
+from binsight.pipeline.context import Section, StageContext, StageResult
 from binsight.pipeline.loopback import image_server, s3_server
 
 BACKEND_KEYS = ("backend", "accuracy", "macro_f1", "images_per_s", "speedup", "max_abs_prob_diff")
@@ -21,7 +21,7 @@ def _model_dir(ctx: StageContext) -> str:
     """The artifact the later stages deploy: the final (tuned) model when there is one, else the baseline."""
     for stage in ("final", "train", "ddp_train"):
         if ctx.outputs.get(stage, {}).get("artifact"):
-            return ctx.outputs[stage]["artifact"]
+            return str(ctx.outputs[stage]["artifact"])
     raise BinsightError("no trained model yet: run a training stage (train, ddp_train or final) first")
 
 
@@ -44,7 +44,7 @@ def _json_block(obj: Any) -> str:
     return f"<pre>{html.escape(json.dumps(obj, indent=2))}</pre>"
 
 
-def stage_export(ctx: StageContext):
+def stage_export(ctx: StageContext) -> StageResult:
     from binsight.data.manifest import load_split
     from binsight.inference.export import compare_backends, export_onnx, export_sagemaker, preprocess_rows
     from binsight.inference.predictor import Predictor
@@ -70,7 +70,7 @@ def stage_export(ctx: StageContext):
     return {"onnx": str(onnx), "model_tar": str(tarball), "backends": table}, sec
 
 
-def stage_deploy(ctx: StageContext):
+def stage_deploy(ctx: StageContext) -> StageResult:
     from binsight.serving.endpoints import create_endpoint
 
     name = _endpoint_name(ctx)
@@ -84,7 +84,7 @@ def stage_deploy(ctx: StageContext):
     return {"endpoint": name, "url": ep.get("url")}, sec
 
 
-def stage_smoke(ctx: StageContext):
+def stage_smoke(ctx: StageContext) -> StageResult:
     from binsight.serving.endpoints import invoke_endpoint
 
     name = ctx.require("deploy", "endpoint")
@@ -109,7 +109,7 @@ def stage_smoke(ctx: StageContext):
     return {"answers": answers}, sec
 
 
-def stage_cleanup(ctx: StageContext):
+def stage_cleanup(ctx: StageContext) -> StageResult:
     from binsight.serving.endpoints import delete_endpoint, list_endpoints
 
     name = ctx.outputs.get("deploy", {}).get("endpoint") or _endpoint_name(ctx)
@@ -130,7 +130,7 @@ def stage_cleanup(ctx: StageContext):
     return {"removed": removed}, sec
 
 
-def gateway_smoke(endpoint_url: str, image: Path, label: int) -> dict[str, dict]:
+def gateway_smoke(endpoint_url: str, image: Path, label: int) -> dict[str, dict[str, Any]]:
     """Client → gateway → endpoint for an image URL, an S3 object and an API Gateway request (through the
     local API Gateway front over HTTP). Returns each path's answer (the prediction, or the error)."""
     import base64
@@ -140,7 +140,7 @@ def gateway_smoke(endpoint_url: str, image: Path, label: int) -> dict[str, dict]
     from binsight.gateway.local import make_server
     from binsight.gateway.settings import EndpointConfig, FetchPolicy, GatewaySettings
 
-    answers: dict[str, dict] = {}
+    answers: dict[str, dict[str, Any]] = {}
     with image_server(image) as image_url, s3_server(image) as (s3_url, s3_uri):
         settings = GatewaySettings(
             policy=FetchPolicy.with_allowed(["127.0.0.1"]),

@@ -95,7 +95,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     payload = verify_checkpoint(path)
     try:
         # Not weights_only: the state holds the numpy RNG state. Like any pickle, load only runs you trust.
-        return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
+        state: dict[str, Any] = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
+        return state
     except Exception as exc:  # a payload that passes the checksum but not unpickling: written by something else
         raise CheckpointError(f"checkpoint {path} cannot be loaded: {exc}") from None
 

@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -114,7 +114,7 @@ def init_process_group(dist: Dist, device: torch.device, timeout_s: float = 1800
     log.info("rank %d/%d joined the %s process group at %s", dist.rank, dist.world_size, backend, where)
 
 
-def _store(dist: Dist, timeout: datetime.timedelta):
+def _store(dist: Dist, timeout: datetime.timedelta) -> torch.distributed.Store:
     """The key-value store the process group forms through, with keys private to this (re)start of the workers.
 
     torchrun's agent keeps one store for the whole job; after a restart, keys of the previous attempt (e.g. a
@@ -209,7 +209,7 @@ def run_on_main(fn: Callable[[], T], dist: Dist) -> T:
         except Exception:  # an exception type that takes other arguments
             error = BinsightError(message)
         raise error
-    return outcome[1]
+    return cast(T, outcome[1])
 
 
 def run_on_local_first(fn: Callable[[], T], dist: Dist) -> T:

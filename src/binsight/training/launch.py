@@ -22,7 +22,6 @@ import logging
 import os
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from binsight.config.schemas import TrainConfig
 from binsight.errors import BinsightError, CheckpointError, Interrupted
-from binsight.training.protocol import INTERRUPTED_EXIT, LauncherEnv, StopRecord
+from binsight.training.protocol import INTERRUPTED_EXIT, LauncherEnv, StopRecord, job_start
 from binsight.utils.cpu import threads_per_worker
 
 if TYPE_CHECKING:
@@ -198,9 +197,7 @@ def launch_workers(worker_argv: list[str], launch: Launch, run_dir: Path | None 
     )
     private = tempfile.TemporaryDirectory(prefix="binsight-launch-")
     stop_file = Path(private.name) / "stop.json"
-    # A resumed launch keeps an outer launcher's start (SageMaker restarts): max_runtime spans them.
-    outer = LauncherEnv.from_env(os.environ)
-    to_workers = LauncherEnv(threads_per_worker(nproc), outer.job_start if outer else time.time(), stop_file)
+    to_workers = LauncherEnv(threads_per_worker(nproc), job_start(os.environ), stop_file)
     log.info(
         "starting %d worker(s) on this machine (%s machine(s), rendezvous %s %s, %d thread(s) each, "
         "up to %d restart(s))",

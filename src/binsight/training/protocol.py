@@ -72,9 +72,13 @@ class LauncherEnv:
         stop_file = env.get(STOP_FILE_ENV)
         if not stop_file:
             return None
-        threads = int(env.get(THREADS_ENV) or 0)
-        job_start = float(env.get(JOB_START_ENV) or time.time())
-        return cls(threads=threads, job_start=job_start, stop_file=Path(stop_file))
+        return cls(threads=int(env.get(THREADS_ENV) or 0), job_start=job_start(env), stop_file=Path(stop_file))
+
+
+def job_start(env: Mapping[str, str]) -> float:
+    """When the job began (``time.time()``): the one an outer launcher recorded, else now. A launcher started
+    inside a job (a restarted container, a launcher's own worker) keeps that job's ``max_runtime`` clock."""
+    return float(env.get(JOB_START_ENV) or time.time())
 
 
 @dataclass(frozen=True)

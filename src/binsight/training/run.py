@@ -220,7 +220,7 @@ def _prepare(
     so every rank continues from the same file even when one is being rewritten, and errors reach all ranks.
     """
     from binsight.training import distributed as D
-    from binsight.training.data import load_split_data
+    from binsight.training.data import SplitData, load_split_data
     from binsight.training.trainer import Trainer
     from binsight.utils.io import atomic_write_text
 
@@ -240,14 +240,14 @@ def _prepare(
             run_dir = _new_run_dir(cfg, out, project)
         return str(run_dir), False
 
-    run_dir, resuming = D.run_on_main(choose_run_dir, dist)
-    run_dir = Path(run_dir)
+    chosen, resuming = D.run_on_main(choose_run_dir, dist)
+    run_dir = Path(chosen)
     if dist.is_main:
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     log.info("run directory: %s", run_dir)
 
     # One process per machine decodes into the cache; the others then hit it.
-    def load():
+    def load() -> SplitData:
         return load_split_data(cfg.data, cfg.img_size, cfg.resize, cfg.cache_dir, workers=cfg.num_workers)
 
     data = D.run_on_local_first(load, dist)
@@ -275,7 +275,7 @@ def _check_same_run(run_dir: Path, cfg: TrainConfig) -> None:
         )
 
 
-def export_artifact(trainer, run_dir: Path, best_epoch: int) -> Path:
+def export_artifact(trainer: Trainer, run_dir: Path, best_epoch: int) -> Path:
     """Write ``run_dir/artifact`` from ``weights/best.pt`` with the model, preprocessing and best val metrics."""
     from binsight import __version__
     from binsight.inference.artifact import ArtifactMeta, save_artifact

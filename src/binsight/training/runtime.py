@@ -38,7 +38,7 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None):
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
     """An autocast context for ``dtype``, or a no-op when it is None."""
     if dtype is None:
         return contextlib.nullcontext()
@@ -74,7 +74,7 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
 def rng_state() -> dict[str, Any]:
     """Every global RNG's state (Python, numpy, torch CPU and CUDA)."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 

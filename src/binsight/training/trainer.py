@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -91,7 +91,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
 
         seed_everything(cfg.seed)
-        model = create_model(cfg.model, data.num_classes, weights=cfg.weights, head=cfg.head)
+        # A BinCounter; Any because batch-norm conversion may give it back as a plain Module.
+        model: Any = create_model(cfg.model, data.num_classes, weights=cfg.weights, head=cfg.head)
         self.mean, self.std = list(model.default_cfg["mean"]), list(model.default_cfg["std"])
         if cfg.freeze_backbone:
             for p in model.backbone.parameters():
@@ -140,7 +141,9 @@ class Trainer:
         import inspect
 
         params = inspect.signature(DistributedDataParallel.__init__).parameters
-        sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+        sync: dict[str, Any] = (
+            {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+        )
         return DistributedDataParallel(model, device_ids=ids, **sync)
 
     # --- loop --------------------------------------------------------------------------------------------------
@@ -158,7 +161,7 @@ class Trainer:
     def _set_train_mode(self) -> None:
         self.model.train()
         if self.cfg.freeze_backbone:
-            unwrap(self.model).backbone.eval()  # frozen BatchNorm statistics, as in the feature cache
+            cast(Any, unwrap(self.model)).backbone.eval()  # frozen BatchNorm statistics, as in the feature cache
 
     def _prepare_features(self) -> None:
         from binsight.training.features import cached_features

@@ -26,6 +26,8 @@ from binsight.tuning.space import apply_params, suggest
 from binsight.tuning.storage import HOST, FileHeartbeat
 
 if TYPE_CHECKING:
+    import optuna
+
     from binsight.training.run import TrainResult
     from binsight.training.trainer import EpochCallback
 
@@ -66,7 +68,7 @@ class Objective:
     heartbeat_dir: Path | None = None
     heartbeat: float = 60.0
 
-    def __call__(self, trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float:
         import optuna
 
         beat = (
@@ -128,7 +130,7 @@ class Objective:
         assert result is not None  # in-process training without a launcher always returns its result
         return result
 
-    def _take_over_failed(self, trial, run_dir: Path) -> Path | None:
+    def _take_over_failed(self, trial: optuna.Trial, run_dir: Path) -> Path | None:
         """When ``trial`` retries a failed trial with a checkpoint here, move its run dir to ``run_dir``."""
         history = trial.storage.get_trial_system_attrs(trial._trial_id).get("retry_history") or []
         if not history:
