@@ -113,7 +113,7 @@ def _channel_manifest(folder: Path, names: tuple[str, ...]) -> Path | None:
     return csvs[0] if len(csvs) == 1 else None
 
 
-def prepare_split(sm: SageMakerEnv, work: Path | None = None) -> Path:
+def prepare_split(sm: SageMakerEnv, work: Path | None = None, local_rank: int = 0) -> Path:
     """A split folder built from the job's channels.
 
     The channels may hold, in order of preference:
@@ -125,6 +125,8 @@ def prepare_split(sm: SageMakerEnv, work: Path | None = None) -> Path:
     3. ``train`` = an ABID-layout dataset root (``bin-images/`` + ``metadata/``): split here with
        ``binsight data split``'s defaults (seed 42, 10% val, 10% test) — the same on every machine.
 
+    Built splits go to ``work`` (default: the temp folder), one per ``local_rank`` on the machine.
+
     Raises:
         DataError: no train channel, or its contents match none of the layouts.
     """
@@ -135,7 +137,7 @@ def prepare_split(sm: SageMakerEnv, work: Path | None = None) -> Path:
         raise DataError("SM_CHANNEL_TRAIN is not set: give the job a 'train' input channel (see docs/distributed.md)")
     if (train / "val.csv").is_file() and (train / "test.csv").is_file() and is_split_dir(train):
         return train
-    work = Path(work or tempfile.gettempdir()) / f"binsight-sm-split-{os.environ.get('LOCAL_RANK', '0')}"
+    work = Path(work or tempfile.gettempdir()) / f"binsight-sm-split-{local_rank}"
     train_csv = _channel_manifest(train, ("train.csv",))
     if train_csv is not None:
         val_dir = sm.channels.get("validation")
@@ -207,9 +209,17 @@ def sagemaker_train_args(sm: SageMakerEnv, argv: list[str]) -> list[str]:
     """The ``binsight train`` arguments for this job: data, run directory, launcher options, hyperparameters."""
     from binsight.training.protocol import WorkerEnv
 
-    torchrun = WorkerEnv.from_env().torchrun
+    worker = WorkerEnv.from_env()
+    torchrun = worker.torchrun
     name = os.environ.get("TRAINING_JOB_NAME", "sagemaker")
-    args = ["--data", str(prepare_split(sm)), "--out", str(run_dir_for(sm, name)), "--auto-resume", *argv]
+    args = [
+        "--data",
+        str(prepare_split(sm, local_rank=worker.dist.local_rank)),
+        "--out",
+        str(run_dir_for(sm, name)),
+        "--auto-resume",
+        *argv,
+    ]
     args += ["--publish-sagemaker"]
     if not torchrun and "--nproc" not in argv and len(sm.hosts) * sm.workers_per_host() > 1:
         args += ["--nproc", str(sm.workers_per_host())]
