@@ -220,3 +220,36 @@ def test_evaluate_on_real_abid_photos(abid_sample, tmp_path, evaluated):
     assert metrics["n"] == 12 and metrics["skipped"] == 0
     assert sum(row["support"] for row in metrics["per_class"].values()) == 12
     assert np.asarray(metrics["confusion_matrix"]).sum() == 12
+
+
+def test_predict_formats_out_file_and_annotated_photos(tmp_path, evaluated):
+    """--format csv/table/json, --out FILE (the same rows as stdout) and --save DIR (one annotated JPEG each)."""
+    run, _, _ = evaluated
+    rows, _ = _read_predictions(run / "predictions.csv")
+    picked = [rows[0]["path"], rows[1]["path"]]
+    corrupt = str(run.parent / "split" / "images" / "test_corrupt.jpg")
+    base = ["predict", "--model", run / "artifact", *picked, corrupt, "--threads", "1", "--expected-quantity", "2"]
+    lines = run_cli(*base, check=False).stdout.splitlines()
+    jsonl = [json.loads(line) for line in lines]
+    assert [e["image"] for e in jsonl] == [*picked, corrupt] and "error" in jsonl[2]
+
+    out = tmp_path / "preds.csv"
+    proc = run_cli(*base, "--format", "csv", "--out", out, "--save", tmp_path / "shown", check=False)
+    assert proc.returncode == 1 and proc.stdout == ""  # the corrupt photo still fails the command
+    table = list(csv.DictReader(out.open()))
+    assert [r["image"] for r in table] == [*picked, corrupt]
+    for r, e in zip(table[:2], jsonl, strict=False):
+        assert r["predicted_label"] == e["predicted_label"] and float(r["confidence"]) == e["confidence"]
+        assert r["expected_quantity"] == "2" and r["decision"] == e["check"]["decision"]
+    assert table[2]["error"] and not table[2]["predicted_label"]
+    shown = sorted((tmp_path / "shown").iterdir())
+    assert [p.name for p in shown] == sorted(Path(p).stem + ".jpg" for p in picked)
+    original = Image.open(picked[0]).convert("RGB")
+    drawn = Image.open(tmp_path / "shown" / (Path(picked[0]).stem + ".jpg")).convert("RGB")
+    assert drawn.size == original.size
+    assert np.abs(np.asarray(drawn, np.int16) - np.asarray(original, np.int16)).max() > 100  # the banner is there
+
+    text = run_cli(*base[:-2], "--format", "table", check=False).stdout.splitlines()
+    assert text[0].split() == ["image", "count", "confidence"]
+    assert [line.split()[0] for line in text[1:]] == [*picked, corrupt]
+    assert json.loads(run_cli(*base, "--format", "json", check=False).stdout) == jsonl

@@ -7,18 +7,17 @@ from pathlib import Path
 
 from binsight.cli.common import add_config_args
 
-DEFAULT_CONFIG = "configs/demo.yaml"
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pipeline",
         help="run the main job: data → train → … → report, as resumable stages",
         description="Run the stages listed in the config's `stages` key in order inside one run directory "
-        "(runs/pipeline/<name>[N]) and build report.html. Without --config the embedded demo config is used "
+        "(runs/pipeline/<name>[N]) and build report.html. Without --config the shipped demo config is used, "
+        "from any directory "
         "(SynthBins data, CPU, a few minutes). Finished stages are recorded in pipeline.json, so --resume picks "
         "up after the last finished stage.",
-        epilog="examples:\n  binsight pipeline\n  binsight pipeline --config configs/demo.yaml synth.n=200\n"
+        epilog="examples:\n  binsight pipeline\n  binsight pipeline --config demo synth.n=200\n"
         "  binsight pipeline --resume                # continue the latest run of this config\n"
         "  binsight pipeline --run runs/pipeline/demo --from train\n"
         "  binsight pipeline --run runs/pipeline/demo --only stats\n"
@@ -35,6 +34,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _continued_config(run_dir: Path, args: argparse.Namespace):
+    """The run's recorded config plus the overrides, refused where they contradict finished, kept stages."""
+    from binsight.config import PipelineConfig, load_config
+    from binsight.pipeline.core import load_state, plan_stages
+    from binsight.pipeline.resume import resume_config
+
+    saved = load_config(PipelineConfig, run_dir / "config.yaml")
+    state = load_state(run_dir)
+    plan = plan_stages(saved, state, args.start, args.only, args.skip)
+    kept_done = [n for n, act in plan if act == "keep" and state["stages"].get(n, {}).get("status") == "done"]
+    if args.config is not None:
+        print(f"continuing {run_dir} with its recorded config.yaml (--config is only used to find the run)")
+    return resume_config(run_dir, args.overrides, kept_done)
+
+
 def _latest_run(root: Path, name: str) -> Path | None:
     base = root / "pipeline"
     if not base.is_dir():
@@ -45,36 +59,31 @@ def _latest_run(root: Path, name: str) -> Path | None:
 
 def run(args: argparse.Namespace) -> int:
     from binsight.config import PipelineConfig, load_config
+    from binsight.config.shipped import DEFAULT_PIPELINE
     from binsight.errors import BinsightError
     from binsight.pipeline import STAGES
     from binsight.pipeline import stages as _stages  # noqa: F401
+    from binsight.pipeline.model_stages import register_all
     from binsight.utils.io import next_run_dir
 
+    register_all()
     if args.list_stages:
-        from binsight.pipeline.model_stages import register_all
-
-        register_all()
         for stage in STAGES.values():
             print(f"{stage.name:<12} {stage.help}")
         return 0
-    config = args.config
-    if config is None and args.run and (args.run / "config.yaml").is_file():
-        config = args.run / "config.yaml"
-    if config is None:
-        config = Path(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).is_file() else None
-    cfg = load_config(PipelineConfig, config, args.overrides)
-    from binsight.pipeline.model_stages import register_all
-
-    register_all()
-    unknown = [s for s in [*cfg.stages, args.start, args.only, *args.skip] if s and s not in STAGES]
-    if unknown:  # checked before a run directory is created
-        raise BinsightError(f"unknown stage {unknown[0]!r}; known stages: {', '.join(STAGES)}")
+    # The config names the run to continue; an existing run then continues with its own recorded config.
+    cfg = load_config(PipelineConfig, args.config or DEFAULT_PIPELINE, args.overrides)
     root = Path(cfg.out)
     run_dir = args.run
     if run_dir is None and (args.resume or args.start or args.only):
         run_dir = _latest_run(root, cfg.name)
         if run_dir is None:
             raise BinsightError(f"no earlier pipeline run named {cfg.name!r} under {root / 'pipeline'} to continue")
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        cfg = _continued_config(run_dir, args)
+    unknown = [s for s in [*cfg.stages, args.start, args.only, *args.skip] if s and s not in STAGES]
+    if unknown:  # checked before a run directory is created
+        raise BinsightError(f"unknown stage {unknown[0]!r}; known stages: {', '.join(STAGES)}")
     if run_dir is None:
         run_dir = next_run_dir(root, "pipeline", cfg.name)
     from binsight.pipeline.core import run_pipeline
