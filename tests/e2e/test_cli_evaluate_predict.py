@@ -216,7 +216,7 @@ def test_evaluate_on_real_abid_photos(abid_sample, tmp_path, evaluated):
     for f in (run / "artifact").iterdir():
         (real_run / "artifact" / f.name).write_bytes(f.read_bytes())
     run_cli("evaluate", "--run", real_run, "--data", split, "--threads", "1", "--no-calibrate")
-    metrics = json.loads((real_run / "metrics.json").read_text())
+    metrics = json.loads((real_run / "evaluations" / "abid-split-test" / "metrics.json").read_text())
     assert metrics["n"] == 12 and metrics["skipped"] == 0
     assert sum(row["support"] for row in metrics["per_class"].values()) == 12
     assert np.asarray(metrics["confusion_matrix"]).sum() == 12
@@ -253,3 +253,31 @@ def test_predict_formats_out_file_and_annotated_photos(tmp_path, evaluated):
     assert text[0].split() == ["image", "count", "confidence"]
     assert [line.split()[0] for line in text[1:]] == [*picked, corrupt]
     assert json.loads(run_cli(*base, "--format", "json", check=False).stdout) == jsonl
+
+
+def test_evaluating_other_data_never_clobbers_the_run(evaluated, tmp_path):
+    """--data OTHER writes into RUN/evaluations/<name>-<split>/; a calibration that differs from the (already
+    calibrated) artifact becomes a new artifact version there, and the run's own files stay byte-identical."""
+    import shutil
+
+    run, first, _ = evaluated
+    kept = ("metrics.json", "predictions.csv", "confusion_matrix_test.png", "artifact/model.json")
+    before = {name: (run / name).read_bytes() for name in kept}
+    other = tmp_path / "other-split"
+    shutil.copytree(run.parent / "split", other)
+    val = (other / "val.csv").read_text().splitlines()
+    (other / "val.csv").write_text("\n".join(val[:-2]) + "\n")  # other val data: another temperature
+    proc = run_cli("evaluate", "--model", run, "--data", other, "--threads", "1")
+    out = run / "evaluations" / "other-split-test"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"] == str(other.resolve()) and metrics["n"] == first["n"]
+    assert (out / "predictions.csv").is_file() and (out / "confusion_matrix_test.png").is_file()
+    assert {name: (run / name).read_bytes() for name in kept} == before
+    assert metrics["temperature"] != pytest.approx(first["temperature"])
+    new = read_meta(out / "artifact")
+    assert new.version.startswith("v1+cal-") and new.temperature == pytest.approx(metrics["temperature"])
+    assert read_meta(run).version == "v1"
+    assert f"artifact updated: {out / 'artifact'}" in proc.stdout
+    # the new version serves like any artifact
+    served = run_cli("predict", "--model", out / "artifact", run.parent / "split" / "images" / "test_11.jpg")
+    assert json.loads(served.stdout)["model"]["version"] == new.version

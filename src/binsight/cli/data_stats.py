@@ -13,7 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Describe a dataset root, a labels CSV or a split folder: writes class_distribution.png, "
         "samples.png, image_sizes.png and stats.json into --out.",
     )
-    parser.add_argument("--src", type=Path, required=True, help="dataset root, labels CSV, or split folder")
+    parser.add_argument(
+        "--data", "--src", dest="src", type=Path, required=True, help="dataset root, labels CSV, or split folder"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder for the plots and stats.json")
     parser.add_argument("--seed", type=int, default=0, help="seed for picking sample photos (default 0)")
     parser.set_defaults(func=handler)

@@ -11,9 +11,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate a run on a split: metrics, calibration, confusion matrices, mistakes",
         description="Predict every image of a split with the run's artifact, fit the calibration temperature "
         "and the inventory-check review band on val, and write metrics.json, predictions.csv, "
-        "confusion_matrix_<split>[_normalized].png and mistakes_<split>.png into the run directory.",
+        "confusion_matrix_<split>[_normalized].png and mistakes_<split>.png into the run directory (for the "
+        "run's own data) or into RUN/evaluations/<data>-<split>/ (for other data, so nothing of the run is "
+        "overwritten). A calibration that would change an already calibrated artifact is saved as a new "
+        "artifact version instead of changing the served one silently.",
     )
-    parser.add_argument("--run", required=True, help="run directory from `binsight train` (or its artifact/)")
+    parser.add_argument(
+        "--model", "--run", dest="run", required=True, help="run directory from `binsight train` (or its artifact/)"
+    )
     parser.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to evaluate")
     parser.add_argument("--data", default=None, help="split folder (default: the run's config.yaml `data:`)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
@@ -29,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from binsight.evaluation.evaluate import evaluate_run, format_report, run_dir_of
+    from binsight.evaluation.evaluate import evaluate_run, format_report
 
     metrics = evaluate_run(
         args.run,
@@ -40,5 +45,10 @@ def handler(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     print(format_report(metrics))
-    print(f"wrote metrics.json, predictions.csv and plots to {run_dir_of(args.run)[0]}")
+    print(f"wrote metrics.json, predictions.csv and plots to {metrics['evaluation_dir']}")
+    if metrics["artifact_written"]:
+        from binsight.inference.artifact import read_meta
+
+        written = metrics["artifact_written"]
+        print(f"artifact updated: {written} (version {read_meta(written).version})")
     return 0

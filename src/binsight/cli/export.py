@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "writes the table to RUN/export.json. --format sagemaker writes RUN/model.tar.gz holding the "
         "artifact files, which SageMaker hosting (and `binsight serve`) unpacks into its model directory.",
     )
-    parser.add_argument("--run", required=True, help="run directory or artifact folder")
+    parser.add_argument("--model", "--run", dest="run", required=True, help="run directory or artifact folder")
     parser.add_argument("--format", required=True, choices=["onnx", "sagemaker"], help="what to write")
     parser.add_argument("--int8", action="store_true", help="also write a statically quantized model.int8.onnx")
     parser.add_argument("--data", default=None, help="split folder (default: the data: entry of RUN/config.yaml)")

@@ -50,10 +50,9 @@ def _continued_config(run_dir: Path, args: argparse.Namespace):
 
 
 def _latest_run(root: Path, name: str) -> Path | None:
-    base = root / "pipeline"
-    if not base.is_dir():
-        return None
-    runs = [p for p in base.iterdir() if p.is_dir() and p.name.startswith(name) and (p / "pipeline.json").exists()]
+    from binsight.utils.io import run_dirs
+
+    runs = [p for p in run_dirs(root, "pipeline", name) if (p / "pipeline.json").exists()]
     return max(runs, key=lambda p: (p / "pipeline.json").stat().st_mtime, default=None)
 
 
@@ -84,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     unknown = [s for s in [*cfg.stages, args.start, args.only, *args.skip] if s and s not in STAGES]
     if unknown:  # checked before a run directory is created
         raise BinsightError(f"unknown stage {unknown[0]!r}; known stages: {', '.join(STAGES)}")
+    if cfg.data and not Path(cfg.data).expanduser().exists():
+        from binsight.errors import DataError
+
+        raise DataError(f"data={cfg.data}: no such dataset (an ABID root, a labels CSV or a split folder)")
     if run_dir is None:
         run_dir = next_run_dir(root, "pipeline", cfg.name)
     from binsight.pipeline.core import run_pipeline
