@@ -281,3 +281,16 @@ def test_evaluating_other_data_never_clobbers_the_run(evaluated, tmp_path):
     # the new version serves like any artifact
     served = run_cli("predict", "--model", out / "artifact", run.parent / "split" / "images" / "test_11.jpg")
     assert json.loads(served.stdout)["model"]["version"] == new.version
+
+
+def test_evaluate_and_predict_settings_come_from_config_files_and_overrides(evaluated, tmp_path):
+    run, _, _ = evaluated
+    image = run.parent / "split" / "images" / "test_11.jpg"
+    config = tmp_path / "predict.yaml"
+    config.write_text("format: csv\nexpected_quantity: 3\nbatch_size: 2\n")
+    out = run_cli("predict", "--model", run, image, "--config", config, "--threads", "1").stdout.splitlines()
+    assert out[0].startswith("image,predicted_count") and out[1].split(",")[4] == "3"
+    bad = run_cli("predict", "--model", run, image, "batch_size=0", check=False)
+    assert bad.returncode == 2 and "batch_size must be >= 1" in bad.stderr
+    bad = run_cli("evaluate", "--model", run, "split=dev", check=False)
+    assert bad.returncode == 2 and "split: 'dev' is not allowed" in bad.stderr

@@ -45,6 +45,13 @@ def test_split_takes_data_or_src_and_refuses_a_non_empty_out(tmp_path: Path):
     assert again.returncode == 1 and "--overwrite" in again.stderr
     assert (tmp_path / "split" / "train.csv").read_text() == first  # nothing was touched
     run_cli("data", "split", "--src", tmp_path / "ds", "--out", tmp_path / "split", "--seed", "7", "--overwrite")
+    stats = tmp_path / "stats.yaml"
+    stats.write_text("seed: 5\n")
+    run_cli("data", "stats", "--data", tmp_path / "split", "--out", tmp_path / "s5", "--config", stats)
+    run_cli("data", "stats", "--src", tmp_path / "split", "--out", tmp_path / "s5b", "seed=5")
+    assert (tmp_path / "s5" / "samples.png").read_bytes() == (tmp_path / "s5b" / "samples.png").read_bytes()
+    bad = run_cli("data", "fetch", "--out", tmp_path / "f", "--file-list", stats, "workers=0", check=False)
+    assert bad.returncode == 1 and "workers must be at least 1" in bad.stderr
     assert yaml.safe_load((tmp_path / "split" / "split_summary.json").read_text())["seed"] == 7
 
 

@@ -7,10 +7,10 @@ import argparse
 import importlib
 import logging
 import os
-import re
 import sys
 
 from binsight import __version__
+from binsight.cli.common import OVERRIDE
 
 # (module under binsight.cli, one-line help). Order is the order shown in --help.
 COMMAND_MODULES = [
@@ -63,7 +63,6 @@ def _remember_parser(parser: argparse.ArgumentParser) -> None:
                 _remember_parser(child)
 
 
-OVERRIDE = re.compile(r"^[A-Za-z_][\w.-]*=")
 VERBOSE = ("-v", "--verbose")
 
 

@@ -7,6 +7,7 @@ import contextlib
 import sys
 from pathlib import Path
 
+from binsight.cli.common import OVERRIDE, add_config_args, load_stage_config
 from binsight.inference.outputs import FORMATS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -30,11 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="the count the records expect: adds a check {expected_quantity, match, decision}",
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    parser.add_argument("--batch-size", type=int, help="images per forward pass (default 16)")
     parser.add_argument(
         "--format",
         choices=FORMATS,
-        default="jsonl",
         help="jsonl (default: one prediction JSON per line), json (one list), csv, or table (for reading)",
     )
     parser.add_argument("--json-list", action="store_true", help=argparse.SUPPRESS)  # old spelling of --format json
@@ -42,10 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--save", type=Path, metavar="DIR", help="also save each photo with its predicted count and confidence drawn"
     )
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS, else all CPUs)"
-    )
-    parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: $OMP_NUM_THREADS, else all CPUs)")
+    parser.add_argument("--backend", help="inference backend: torch (default), onnx, onnx-int8")
+    add_config_args(parser)
     parser.set_defaults(func=handler)
 
 
@@ -62,23 +61,28 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def handler(args: argparse.Namespace) -> int:
+    from binsight.config.schemas import PredictConfig
     from binsight.errors import BinsightError, DataError
     from binsight.inference.outputs import PredictionWriter, save_annotated
     from binsight.inference.predictor import Predictor
 
-    if args.batch_size < 1:
-        raise BinsightError("--batch-size must be >= 1")
+    # the IMAGE list also catches key=value overrides written after it: they are settings, not files
+    for item in list(args.images):
+        if OVERRIDE.match(item) and not Path(item).exists():
+            args.images.remove(item)
+            args.overrides = [*(args.overrides or []), item]
+    flags = {k: getattr(args, k) for k in ("batch_size", "backend", "threads", "format", "expected_quantity")}
+    cfg = load_stage_config(PredictConfig, args, {**flags, "format": "json" if args.json_list else args.format})
     paths = expand_inputs(args.images)
     if not paths:
         raise BinsightError(f"no .jpg/.jpeg/.png images found in {' '.join(args.images)}")
-    predictor = Predictor(args.model, backend=args.backend, threads=args.threads)
-    fmt = "json" if args.json_list else args.format
+    predictor = Predictor(args.model, backend=cfg.backend, threads=cfg.threads or None)
     failed = 0
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(atomic_text(args.out)) if args.out else sys.stdout
-        writer = PredictionWriter(stream, fmt)
-        for start in range(0, len(paths), args.batch_size):
-            chunk = paths[start : start + args.batch_size]
+        writer = PredictionWriter(stream, cfg.format)
+        for start in range(0, len(paths), cfg.batch_size):
+            chunk = paths[start : start + cfg.batch_size]
             images, entries = [], []
             for path in chunk:
                 try:
@@ -88,7 +92,7 @@ def handler(args: argparse.Namespace) -> int:
                     failed += 1
                     print(f"binsight: error: {exc}", file=sys.stderr)
                     entries.append({"image": str(path), "error": str(exc)})
-            predictions = iter(predictor.predict_images(images, [args.expected_quantity] * len(images)))
+            predictions = iter(predictor.predict_images(images, [cfg.expected_quantity] * len(images)))
             opened = iter(images)
             for entry in entries:
                 if "error" not in entry:
