@@ -94,6 +94,8 @@ def setup_logging(verbose: bool) -> None:
         force=True,
     )
     logging.getLogger("binsight").setLevel(logging.DEBUG if verbose else logging.INFO)
+    # libraries that set their own level when imported read it from the environment
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "DEBUG" if verbose else "WARNING"
 
 
 def main(argv: list[str] | None = None) -> int:

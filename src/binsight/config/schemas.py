@@ -367,3 +367,12 @@ class StatsConfig:
     """`binsight data stats`: plots and counts of a dataset or split."""
 
     seed: int = 0  # picks the sample photos
+
+
+@dataclass
+class TrackingConfig:
+    """Run tracking (`tracking.backend=mlflow|tensorboard` on train, tune and evaluate)."""
+
+    backend: Literal["none", "mlflow", "tensorboard"] = "none"
+    uri: str = ""  # MLflow tracking URI (default: sqlite:///./mlflow.db); TensorBoard log root (default <run>)
+    experiment: str = "binsight"  # MLflow experiment name
