@@ -26,11 +26,14 @@ demo: $(STAMP_DEMO)
 test: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# mypy's settings (strict for training, tuning, pipeline, config and their CLI) are in pyproject.toml.
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 format: $(STAMP_DEV)
 	$(BIN)/ruff format src tests benchmarks

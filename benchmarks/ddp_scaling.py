@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from binsight.utils.cpu import threads_per_worker  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +68,7 @@ def run_variant(workers: int, split: Path, keys: list[str], out: Path, env: dict
     last = rows[-1]
     return {
         "workers": workers,
-        "threads_per_worker": max(1, len(os.sched_getaffinity(0)) // workers),
+        "threads_per_worker": threads_per_worker(workers),
         "last_epoch_seconds": float(last["seconds"]),
         "images_per_s": n_train / float(last["seconds"]),
         "wall_seconds": round(wall, 2),

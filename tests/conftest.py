@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from binsight.faults import Faults
 from binsight.utils.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,77 +28,18 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-# A sitecustomize that every Python process started with :func:`held_env` loads. Tests that stop or kill work
-# midway use it to pin the moment deterministically instead of racing a fast (or starved) machine:
-# - BINSIGHT_TEST_HOLD_EPOCH=E: each trainer waits at the end of epoch E until its stop flag is set (by
-#   SIGTERM/SIGINT), or, with BINSIGHT_TEST_BARRIER=DIR:N, until N trainers have got there (120 s at most);
-# - BINSIGHT_TEST_HOLD_FETCH=N: ``binsight data fetch`` downloads N files, then each further file waits until the
-#   fetch is stopped (Ctrl-C), or 120 s.
-_HOLD_SITECUSTOMIZE = """
-import os, time
-if os.environ.get("BINSIGHT_TEST_HOLD_EPOCH"):
-    from binsight.training import trainer as _trainer
-
-    _init = _trainer.Trainer.__init__
-
-    def _held_init(self, *args, **kwargs):
-        _init(self, *args, **kwargs)
-        hold_epoch = int(os.environ["BINSIGHT_TEST_HOLD_EPOCH"])
-        barrier = os.environ.get("BINSIGHT_TEST_BARRIER", "")
-
-        def hold(epoch, row):
-            if epoch != hold_epoch:
-                return
-            deadline = time.monotonic() + 120
-            if barrier:
-                folder, n = barrier.rsplit(":", 1)
-                open(os.path.join(folder, f"{os.getpid()}-{id(self)}"), "w").close()
-                while len(os.listdir(folder)) < int(n) and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                return
-            while not self.stop.requested and time.monotonic() < deadline:
-                time.sleep(0.01)
-
-        self.on_epoch_end.insert(0, hold)  # before a pruning report, which may end the trial
-
-    _trainer.Trainer.__init__ = _held_init
-
-if os.environ.get("BINSIGHT_TEST_HOLD_FETCH"):
-    import threading
-    from binsight.data import fetch as _fetch
-
-    _fetch_one, _lock, _started = _fetch.fetch_one, threading.Lock(), [0]
-
-    def _held_fetch_one(client, options, key, dest, stop):
-        with _lock:
-            _started[0] += 1
-            n = _started[0]
-        if n > int(os.environ["BINSIGHT_TEST_HOLD_FETCH"]):
-            deadline = time.monotonic() + 120
-            while not stop.is_set() and time.monotonic() < deadline:
-                time.sleep(0.01)
-        return _fetch_one(client, options, key, dest, stop)
-
-    _fetch.fetch_one = _held_fetch_one
-"""
-
-
 def held_env(tmp_path: Path, epoch: int = 0, barrier: int = 0, fetch: int = 0, **extra: str) -> dict[str, str]:
     """:func:`cli_env` for a command whose trainers pause after ``epoch`` (until stopped, or with ``barrier`` > 0
-    until ``barrier`` trainers in any processes have got there), or whose fetch pauses after ``fetch`` files."""
-    hooks = tmp_path / "test-hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(_HOLD_SITECUSTOMIZE)
-    pythonpath = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH", "")) if p)
-    env = cli_env(PYTHONPATH=pythonpath, **extra)
-    if epoch:
-        env["BINSIGHT_TEST_HOLD_EPOCH"] = str(epoch)
-    if fetch:
-        env["BINSIGHT_TEST_HOLD_FETCH"] = str(fetch)
+    until ``barrier`` trainers in any processes have got there), or whose fetch pauses after ``fetch`` files.
+
+    The pauses are :class:`binsight.faults.Faults`, enabled through the started process's environment: tests pin
+    the moment they stop or kill work deterministically instead of racing a fast (or starved) machine."""
+    folder = None
     if barrier:
-        (hooks / "barrier").mkdir(exist_ok=True)
-        env["BINSIGHT_TEST_BARRIER"] = f"{hooks / 'barrier'}:{barrier}"
-    return env
+        folder = tmp_path / "test-hooks" / "barrier"
+        folder.mkdir(parents=True, exist_ok=True)
+    faults = Faults(hold_epoch=epoch, barrier=(folder, barrier) if folder else None, hold_fetch_after=fetch)
+    return cli_env(**faults.to_env(), **extra)
 
 
 def run_cli(*args: str, cwd: Path | None = None, check: bool = True, timeout: float = 600, env=None):

@@ -143,7 +143,10 @@ class TensorBoardTracker:
         self.writer.close()
 
 
-TRACKERS = {"mlflow": MlflowTracker, "tensorboard": TensorBoardTracker}
+TRACKERS: dict[str, type[MlflowTracker] | type[TensorBoardTracker]] = {
+    "mlflow": MlflowTracker,
+    "tensorboard": TensorBoardTracker,
+}
 
 
 def open_tracker(
@@ -153,6 +156,21 @@ def open_tracker(
     if cfg.backend == "none":
         return None
     return TRACKERS[cfg.backend](cfg, Path(run_dir), run_name, tags)
+
+
+def continue_tracker(run_dir: Path) -> Tracker | None:
+    """The tracker a run directory was tracked with (``tracking.json``), for evaluating it later; else None."""
+    state = _read_state(Path(run_dir) / STATE_FILE)
+    if state.get("backend") != "mlflow":
+        return None
+    return MlflowTracker(TrackingConfig(backend="mlflow", uri=state["uri"]), Path(run_dir), Path(run_dir).name)
+
+
+def log_files(tracker: Tracker, folder: Path, patterns: tuple[str, ...], name: str = "") -> None:
+    """Log the files of ``folder`` that match ``patterns`` (e.g. ``*.png``, ``metrics.csv``)."""
+    for pattern in patterns:
+        for path in sorted(Path(folder).glob(pattern)):
+            tracker.log_artifacts(path, name)
 
 
 def _read_state(path: Path) -> dict[str, Any]:

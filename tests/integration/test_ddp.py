@@ -44,7 +44,8 @@ def _binsight(*args: str, cache: Path, env: dict[str, str] | None = None) -> sub
 
 
 def test_two_workers_end_an_epoch_with_the_weights_of_one_process(split, tmp_path):
-    from binsight.training.launch import train_distributed
+    from binsight.training.job import run_training_job
+    from binsight.training.launch import Launch
     from binsight.training.run import train
 
     # SGD: Adam's first steps move each weight by about lr * sign(gradient), which turns float rounding in
@@ -57,7 +58,7 @@ def test_two_workers_end_an_epoch_with_the_weights_of_one_process(split, tmp_pat
     )
     torch.set_num_threads(1)
     single = train(cfg, out=tmp_path / "single", handle_signals=False)
-    ddp = train_distributed(cfg, nproc=2, out=tmp_path / "ddp")
+    ddp = run_training_job(cfg, Launch(nproc=2), out=tmp_path / "ddp", auto_resume=True)
 
     a = load_checkpoint(tmp_path / "single" / "weights" / "last.pt")
     b = load_checkpoint(tmp_path / "ddp" / "weights" / "last.pt")
@@ -65,11 +66,11 @@ def test_two_workers_end_an_epoch_with_the_weights_of_one_process(split, tmp_pat
     for key, value in a["model"].items():  # weights and BatchNorm running statistics
         torch.testing.assert_close(b["model"][key], value, atol=1e-5, rtol=0, msg=key)
     assert a["model"]["head.fc.weight"].abs().sum() > 0
-    assert ddp["history"][0]["train_loss"] == pytest.approx(single.history[0]["train_loss"], abs=1e-5)
+    assert ddp.history[0]["train_loss"] == pytest.approx(single.history[0]["train_loss"], abs=1e-5)
     # validation covers all 9 images once, whichever worker scored them
-    assert ddp["best_metrics"]["confusion_matrix"] == single.best_metrics["confusion_matrix"]
-    assert sum(map(sum, ddp["best_metrics"]["confusion_matrix"])) == 9
-    assert (ddp["artifact_dir"] / "model.json").is_file()
+    assert ddp.best_metrics["confusion_matrix"] == single.best_metrics["confusion_matrix"]
+    assert sum(map(sum, ddp.best_metrics["confusion_matrix"])) == 9
+    assert (ddp.artifact_dir / "model.json").is_file()
 
 
 def test_two_agents_on_loopback_train_as_two_nodes(split, tmp_path):

@@ -101,20 +101,22 @@ def test_sigterm_to_the_launcher_stops_once_without_a_restart(split, tmp_path):
     assert state["epoch"] == 1 and len(state["rank_states"]) == 2
 
 
-def test_the_stop_record_is_written_once_per_machine_and_only_for_a_waiting_launcher(tmp_path, monkeypatch):
-    from binsight.training.stopfile import STOP_FILE_ENV, hand_stop_to_launcher, read_stop
+def test_the_stop_record_is_written_once_per_machine_and_only_for_a_waiting_launcher(tmp_path):
+    from binsight.training.protocol import STOP_FILE_ENV, StopRecord, WorkerEnv, hand_stop_to_launcher
+
+    def worker(rank: int, local_rank: int, stop_file=None) -> WorkerEnv:
+        env = {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(local_rank)}
+        return WorkerEnv.from_env({**env, STOP_FILE_ENV: str(stop_file)} if stop_file else env)
 
     path = tmp_path / "stop.json"
-    monkeypatch.delenv(STOP_FILE_ENV, raising=False)
-    assert not hand_stop_to_launcher("training stopped after epoch 2: SIGTERM received.", "SIGTERM", 0, 2, 0)
+    assert not hand_stop_to_launcher("training stopped after epoch 2: SIGTERM received.", "SIGTERM", worker(0, 0))
     assert not path.exists()  # no launcher waits: the worker raises Interrupted and exits 3 as before
 
-    monkeypatch.setenv(STOP_FILE_ENV, str(path))
-    assert hand_stop_to_launcher("rank 1 says", "a stop signal on another worker", 1, 2, 1)
-    assert not path.exists() and read_stop(path) is None  # only local rank 0 writes
-    assert hand_stop_to_launcher("training stopped after epoch 2: SIGTERM received.", "SIGTERM", 0, 2, 0)
-    record = read_stop(path)
-    assert record["message"] == "training stopped after epoch 2: SIGTERM received."
-    assert (record["reason"], record["rank"], record["world_size"]) == ("SIGTERM", 0, 2)
+    assert hand_stop_to_launcher("rank 1 says", "a stop signal on another worker", worker(1, 1, path))
+    assert not path.exists() and StopRecord.read(path) is None  # only local rank 0 writes
+    assert hand_stop_to_launcher("training stopped after epoch 2: SIGTERM received.", "SIGTERM", worker(0, 0, path))
+    record = StopRecord.read(path)
+    assert record.message == "training stopped after epoch 2: SIGTERM received."
+    assert (record.reason, record.rank, record.world_size) == ("SIGTERM", 0, 2)
     path.write_text("{not json")
-    assert read_stop(path) is None
+    assert StopRecord.read(path) is None

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from binsight.training.distributed import Dist, dist_from_env
+from binsight.training.distributed import Dist, dist_from_env, shard_bounds
 from binsight.training.syncbn import GlobalBatchNorm2d, convert_batchnorm
-from binsight.training.trainer import _shard_bounds
 
 pytestmark = pytest.mark.ddp
 
@@ -31,7 +30,7 @@ def test_converted_batchnorm_keeps_the_state_dict_and_is_plain_batchnorm_without
 
 @pytest.mark.parametrize("n,world", [(9, 2), (2, 4), (0, 3), (10, 5)])
 def test_validation_shards_cover_every_item_once(n, world):
-    items = [i for r in range(world) for i in range(*_shard_bounds(n, Dist(r, world, r)))]
+    items = [i for r in range(world) for i in range(*shard_bounds(n, Dist(r, world, r)))]
     assert items == list(range(n))
 
 

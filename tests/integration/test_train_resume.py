@@ -13,7 +13,7 @@ from binsight.config.schemas import TrainConfig
 from binsight.errors import Interrupted
 from binsight.training.checkpoint import load_checkpoint
 from binsight.training.run import resume_config, train
-from binsight.training.signals import StopFlag
+from binsight.utils.signals import StopFlag
 from tests.integration.train_helpers import TINY
 
 # ``split``: the default tiny split, from tests/integration/conftest.py; ``one_thread`` from tests/conftest.py.

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from binsight.training.signals import StopFlag, stop_on_signals
+from binsight.utils.signals import StopFlag, stop_on_signals
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -9,7 +9,9 @@ import pytest
 
 from binsight.config import PipelineConfig
 from binsight.errors import BinsightError
-from binsight.pipeline.core import STAGES, Section, register_stage, run_pipeline
+from binsight.pipeline.context import Section, Stage
+from binsight.pipeline.core import run_pipeline
+from binsight.pipeline.stages import STAGES
 
 CALLS: list[str] = []
 FAIL: set[str] = set()
@@ -40,7 +42,7 @@ def _make(name: str):
 def fake_stages():
     names = ["t_a", "t_b", "t_c"]
     for n in names:
-        register_stage(n, f"test stage {n}")(_make(n))
+        STAGES[n] = Stage(n, _make(n), f"test stage {n}")
     CALLS.clear()
     FAIL.clear()
     yield names

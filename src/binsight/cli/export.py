@@ -56,7 +56,8 @@ def handler(args: argparse.Namespace) -> int:
         return _sagemaker(args)
 
     from binsight.data.manifest import read_manifest
-    from binsight.evaluation.evaluate import run_dir_of, split_dir_of
+    from binsight.evaluation.evaluate import split_dir_of
+    from binsight.inference.artifact import run_dir_of
     from binsight.inference.export import (
         compare_backends,
         export_onnx,

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from binsight.cli.common import add_config_args
 
+if TYPE_CHECKING:
+    from binsight.config import PipelineConfig
 
-def register(sub: argparse._SubParsersAction) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "pipeline",
         help="run the main job: data → train → … → report, as resumable stages",
@@ -34,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _continued_config(run_dir: Path, args: argparse.Namespace):
+def _continued_config(run_dir: Path, args: argparse.Namespace) -> PipelineConfig:
     """The run's recorded config plus the overrides, refused where they contradict finished, kept stages."""
     from binsight.config import PipelineConfig, load_config
     from binsight.pipeline.core import load_state, plan_stages
@@ -60,15 +64,12 @@ def run(args: argparse.Namespace) -> int:
     from binsight.config import PipelineConfig, load_config
     from binsight.config.shipped import DEFAULT_PIPELINE
     from binsight.errors import BinsightError
-    from binsight.pipeline import STAGES
-    from binsight.pipeline import stages as _stages  # noqa: F401
-    from binsight.pipeline.model_stages import register_all
+    from binsight.pipeline.report import cost_summary, stage_list
+    from binsight.pipeline.stages import check_stage_names
     from binsight.utils.io import next_run_dir
 
-    register_all()
     if args.list_stages:
-        for stage in STAGES.values():
-            print(f"{stage.name:<12} {stage.help}")
+        print(stage_list())
         return 0
     # The config names the run to continue; an existing run then continues with its own recorded config.
     cfg = load_config(PipelineConfig, args.config or DEFAULT_PIPELINE, args.overrides)
@@ -80,9 +81,7 @@ def run(args: argparse.Namespace) -> int:
             raise BinsightError(f"no earlier pipeline run named {cfg.name!r} under {root / 'pipeline'} to continue")
     if run_dir is not None and (run_dir / "config.yaml").is_file():
         cfg = _continued_config(run_dir, args)
-    unknown = [s for s in [*cfg.stages, args.start, args.only, *args.skip] if s and s not in STAGES]
-    if unknown:  # checked before a run directory is created
-        raise BinsightError(f"unknown stage {unknown[0]!r}; known stages: {', '.join(STAGES)}")
+    check_stage_names([*cfg.stages, args.start, args.only, *args.skip])  # before a run directory is created
     if cfg.data and not Path(cfg.data).expanduser().exists():
         from binsight.errors import DataError
 
@@ -93,9 +92,6 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"pipeline run directory: {run_dir}")
     state = run_pipeline(cfg, run_dir, start=args.start, only=args.only, skip=args.skip)
-    print(f"{'stage':<12} {'status':<8} {'wall s':>8} {'CPU s':>8}")
-    for name in cfg.stages:
-        e = state["stages"].get(name, {})
-        print(f"{name:<12} {e.get('status', '-'):<8} {e.get('wall_s', 0):>8.1f} {e.get('cpu_s', 0):>8.1f}")
+    print(cost_summary(state, cfg.stages))
     print(f"report: {run_dir / 'report.html'}")
     return 0

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from binsight.cli.common import add_config_args
+from binsight.config.schemas import TrainConfig
+
+if TYPE_CHECKING:
+    from binsight.training.launch import Launch
 
 EPILOG = """examples:
   binsight train --data splits/demo model=tiny_cnn img_size=64 epochs=5
@@ -24,7 +30,7 @@ Every key is documented in configs/train-default.yaml. Exit codes: 0 done, 1 err
 3 stopped with a checkpoint saved (resume with --resume)."""
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "train",
         allow_abbrev=False,  # `--epoch 3` must not silently mean an unrelated option
@@ -86,10 +92,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
     """Hidden ``--key value`` / ``--key=value`` spellings of every config key (SageMaker passes hyperparameters
     this way); ``--batch-size`` and ``--batch_size`` both work."""
-    import dataclasses
-
-    from binsight.config.schemas import TrainConfig
-
     taken = {"data"}  # --data is a real option
     for field in dataclasses.fields(TrainConfig):
         if field.name in taken:
@@ -116,60 +118,27 @@ def _clean_value(value: str) -> str:
 
 
 def handle(args: argparse.Namespace) -> int:
-    import os
-    import time
+    from binsight.training.job import run_training_job
+    from binsight.training.protocol import WorkerEnv
 
-    start = time.monotonic()
-    job_start = os.environ.get("BINSIGHT_JOB_START")  # set by the launcher: max_runtime spans worker restarts
-    if job_start:
-        start -= max(0.0, time.time() - float(job_start))
-    from dataclasses import replace
-
-    from binsight.cli.common import load_stage_config
-    from binsight.config import ConfigError
-    from binsight.config.schemas import TrainConfig
-    from binsight.training.distributed import launched_by_torchrun
-    from binsight.training.run import resume_config, train
-
-    args.overrides = hyperparameter_overrides(args) + list(args.overrides or [])
-    if args.resume is not None:
-        if args.config is not None:
-            raise ConfigError("--config cannot be combined with --resume: a resumed run keeps its own config.yaml")
-        if args.out is not None:
-            raise ConfigError("--out cannot be combined with --resume: the run continues in its own directory")
-        cfg = resume_config(args.resume, args.overrides, data=args.data)
-    else:
-        cfg = load_stage_config(TrainConfig, args)
-        if args.data is not None:
-            cfg = replace(cfg, data=str(args.data))
-    worker = launched_by_torchrun()
-    if (args.nproc is not None or args.nnodes is not None) and not worker:
-        return _launch(args, cfg)
-    threads = os.environ.get("BINSIGHT_WORKER_THREADS")
-    if worker and threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
-    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
-    auto_resume = args.auto_resume or (restarted and args.out is not None)
-    from binsight.training.stopfile import WorkerStopped
-
-    try:
-        result = train(
-            cfg, out=args.out, project=args.project, resume=args.resume, start_time=start, auto_resume=auto_resume
-        )
-    except WorkerStopped:
-        return 0  # a deliberate stop under `binsight train --nproc`: the launcher reports it (exit 3) once
-    if int(os.environ.get("RANK", "0")) != 0:
+    cfg = _config(args)
+    worker = WorkerEnv.from_env()
+    result = run_training_job(
+        cfg,
+        _launch(args),
+        out=args.out,
+        project=args.project,
+        resume=args.resume,
+        auto_resume=args.auto_resume,
+        publish_sagemaker=args.publish_sagemaker,
+        verbose=getattr(args, "verbose", False),
+        worker=worker,
+    )
+    if not worker.reports_result:
+        return 0  # rank > 0, or a worker whose launcher prints the result
+    if result is None:
+        print(f"workers finished; the run is written by rank 0 (in {args.out or args.resume} on its machine)")
         return 0
-    if args.publish_sagemaker:
-        from binsight.training.sagemaker import publish, sagemaker_env
-
-        sm = sagemaker_env()
-        if sm is not None:
-            publish(result.run_dir, sm)
-    if os.environ.get("BINSIGHT_LAUNCHED") == "1":
-        return 0  # the launcher prints the result
     best = result.best_metrics
     print(f"run: {result.run_dir}")
     print(f"artifact: {result.artifact_dir}")
@@ -180,77 +149,38 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _launch(args: argparse.Namespace, cfg) -> int:
-    """``--nproc`` / ``--nnodes``: start the workers (each re-enters ``binsight train``) and wait for them."""
-    from binsight.errors import BinsightError
-    from binsight.training.launch import launch_workers, parse_nnodes, read_run_result
-    from binsight.training.run import resolve_run_dir
-    from binsight.utils.io import next_run_dir
+def _config(args: argparse.Namespace) -> TrainConfig:
+    """The training config the arguments describe: a run's own config for ``--resume``, else ``--config``,
+    the ``--key value`` hyperparameters and ``key=value`` overrides, and ``--data``."""
+    from dataclasses import replace
 
-    _, max_nodes = parse_nnodes(args.nnodes or 1)
-    nproc = args.nproc or 1
-    worker = ["-m", "binsight"] + (["-v"] if getattr(args, "verbose", False) else []) + ["train"]
-    if args.resume is not None:
-        run_dir = resolve_run_dir(args.resume)
-        worker += ["--resume", str(run_dir.resolve())]
-        if args.data is not None:
-            worker += ["--data", str(args.data.resolve())]
-        worker += list(args.overrides)  # e.g. max_runtime=, epochs= (checked by resume_config above)
-    else:
-        if args.out is not None:
-            run_dir = args.out
-            if not args.auto_resume and ((run_dir / "config.yaml").exists() or (run_dir / "weights").exists()):
-                raise BinsightError(
-                    f"{run_dir} already holds a training run; continue it with `binsight train --nproc {nproc} "
-                    f"--resume {run_dir}` or choose another --out"
-                )
-        elif max_nodes > 1:
-            raise BinsightError(
-                "--nnodes > 1 needs --out RUNDIR (the same path on every machine, ideally shared storage) so that "
-                "restarted workers find the run's checkpoint"
-            )
-        else:
-            run_dir = next_run_dir(args.project, "train", cfg.name)  # fixed now, so restarts resume it
-        # The resolved config travels as the worker's --config: every worker (and every restart) trains the
-        # same thing, and the hyperparameter flags have been applied once.
-        run_dir = Path(run_dir).resolve()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config = run_dir / "launch-config.yaml"
-        from binsight.config.loader import dump_yaml
-        from binsight.utils.io import atomic_write_text
+    from binsight.cli.common import load_stage_config
+    from binsight.config import ConfigError
+    from binsight.training.run import resume_config
 
-        atomic_write_text(config, dump_yaml(replace_data(cfg)))
-        worker += ["--config", str(config), "--out", str(run_dir), "--auto-resume"]
-    if args.publish_sagemaker:
-        worker.append("--publish-sagemaker")
-    launch_workers(
-        worker,
-        nproc,
-        nnodes=args.nnodes or 1,
+    args.overrides = hyperparameter_overrides(args) + list(args.overrides or [])
+    if args.resume is None:
+        cfg = load_stage_config(TrainConfig, args)
+        return replace(cfg, data=str(args.data)) if args.data is not None else cfg
+    if args.config is not None:
+        raise ConfigError("--config cannot be combined with --resume: a resumed run keeps its own config.yaml")
+    if args.out is not None:
+        raise ConfigError("--out cannot be combined with --resume: the run continues in its own directory")
+    return resume_config(args.resume, args.overrides, data=args.data)
+
+
+def _launch(args: argparse.Namespace) -> Launch | None:
+    """Worker-launch options, when ``--nproc`` or ``--nnodes`` was given."""
+    from binsight.training.launch import Launch
+
+    if args.nproc is None and args.nnodes is None:
+        return None
+    return Launch(
+        nproc=args.nproc or 1,
+        nnodes=str(args.nnodes or 1),
         max_restarts=args.max_restarts,
         rdzv_endpoint=args.rdzv_endpoint,
         rdzv_timeout=args.rdzv_timeout,
         rdzv_backend=args.rdzv_backend,
         node_rank=args.node_rank,
-        run_dir=run_dir,
     )
-    if not (Path(run_dir) / "weights" / "last.pt").is_file():
-        # Several machines without shared storage: rank 0 wrote the run on another machine.
-        print(f"workers finished; the run is written by rank 0 (in {run_dir} on its machine)")
-        return 0
-    result = read_run_result(Path(run_dir))
-    best = result["best_metrics"]
-    print(f"run: {result['run_dir']}")
-    print(f"artifact: {result['artifact_dir']}")
-    print(
-        f"best epoch {result['best_epoch']}: val macro-F1 {best['macro_f1']:.4f}, accuracy {best['accuracy']:.4f}"
-        + (" (stopped early)" if result["stopped_early"] else "")
-    )
-    return 0
-
-
-def replace_data(cfg):
-    """``cfg`` with ``data`` made absolute (workers may start in another directory)."""
-    from dataclasses import replace
-
-    return replace(cfg, data=str(Path(cfg.data).resolve())) if cfg.data else cfg

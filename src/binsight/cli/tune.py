@@ -21,7 +21,7 @@ Every key is documented in configs/tune-report.yaml. Exit codes: 0 done, 1 error
 3 stopped with checkpoints saved (continue with --resume)."""
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "tune",
         help="tune hyperparameters with Optuna (pruning, parallel and multi-machine workers)",

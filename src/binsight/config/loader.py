@@ -2,7 +2,9 @@
 
 Every value is validated against the dataclass field's annotation before any work starts. Unknown keys
 are rejected with the list of allowed keys; wrong types and values outside a ``Literal`` are rejected with
-the allowed values. Nested dataclasses are addressed with dotted keys (``train.epochs=3``).
+the allowed values. Values of an open registry (``Annotated[str, Registered(...)]``, e.g. the model names) are
+checked against what is registered when the value is read, so a newly registered entry is accepted.
+Nested dataclasses are addressed with dotted keys (``train.epochs=3``).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -23,7 +27,35 @@ class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names the key and what is allowed."""
 
 
+@dataclass(frozen=True)
+class Registered:
+    """Marks a string field whose allowed values are the names in an open registry (``Annotated[str, ...]``).
+
+    Attributes:
+        names: returns the registered names (called when a value is checked, so it may import lazily).
+    """
+
+    names: Callable[[], Sequence[str]]
+
+    def check(self, value: Any, key: str, default: Any = None) -> str:
+        """``value`` when registered, else a ConfigError listing the names (the field's default first)."""
+        names = list(self.names())
+        if isinstance(value, str) and value in names:
+            return value
+        ordered = sorted(names, key=lambda n: n != default)
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected one of {', '.join(map(repr, ordered))}")
+
+
+def _registered(tp: Any) -> Registered | None:
+    if get_origin(tp) is Annotated:
+        return next((m for m in get_args(tp)[1:] if isinstance(m, Registered)), None)
+    return None
+
+
 def _describe(tp: Any) -> str:
+    registry = _registered(tp)
+    if registry is not None:
+        return "one of " + ", ".join(map(repr, registry.names()))
     origin = get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
@@ -41,8 +73,11 @@ def _describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def _coerce(value: Any, tp: Any, key: str, default: Any = None) -> Any:
     """Return ``value`` converted to the annotation ``tp`` or raise ConfigError naming ``key``."""
+    registry = _registered(tp)
+    if registry is not None:
+        return registry.check(value, key, default)
     origin = get_origin(tp)
     if tp is Any:
         return value
@@ -79,7 +114,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
@@ -128,13 +163,13 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
         ConfigError: on an unknown key, a wrong type, or a value outside the allowed set.
     """
     data = dict(data or {})
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = get_type_hints(cls, include_extras=True)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
             raise _unknown_key_error(cls, key, prefix)
-        kwargs[key] = _coerce(value, hints[key], prefix + key)
+        kwargs[key] = _coerce(value, hints[key], prefix + key, fields[key].default)
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
     if callable(validate):
@@ -157,7 +192,8 @@ def to_dict(obj: Any) -> dict[str, Any]:
             return [plain(x) for x in v]
         return v
 
-    return plain(dataclasses.asdict(obj))
+    data: dict[str, Any] = plain(dataclasses.asdict(obj))
+    return data
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -4,18 +4,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
-ModelName = Literal[
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "efficientnet_b0",
-    "mobilenet_v3_large",
-    "convnext_tiny",
-    "efficientnet_lite0",
-    "tiny_cnn",
-]
+from binsight.config.loader import Registered
+
+
+def registered_models() -> list[str]:
+    """The architectures in the model registry (imports the built-in ones, and torch, on first use)."""
+    from binsight.models.registry import list_models
+
+    return list_models()
+
+
+# Any architecture registered with ``@register_model`` (checked when a config is read, not a fixed list).
+ModelName = Annotated[str, Registered(registered_models)]
 
 
 @dataclass
@@ -80,6 +82,15 @@ class SplitConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Run tracking (`tracking.backend=mlflow|tensorboard` on train, tune and evaluate)."""
+
+    backend: Literal["none", "mlflow", "tensorboard"] = "none"
+    uri: str = ""  # MLflow tracking URI (default: sqlite:///./mlflow.db); TensorBoard log root (default <run>)
+    experiment: str = "binsight"  # MLflow experiment name
+
+
+@dataclass
 class TrainConfig:
     """`binsight train`: one training run."""
 
@@ -118,6 +129,7 @@ class TrainConfig:
     max_train_batches: int = 0
     cache_dir: str = ""
     device: str = "auto"
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -184,8 +196,12 @@ class SearchSpace:
             raise ValueError("batch_size choices must be >= 1")
         if any(v < 16 for v in self.img_size):
             raise ValueError("img_size choices must be >= 16")
+        models = registered_models() if self.model else []
+        unknown = [v for v in self.model if v not in models]
+        if unknown:
+            raise ValueError(f"model: {unknown} not registered; choices are {', '.join(models)}")
         hints = get_type_hints(TrainConfig)
-        for key in ("model", "loss", "augment"):
+        for key in ("loss", "augment"):
             allowed = get_args(hints[key])
             bad = [v for v in getattr(self, key) if v not in allowed]
             if bad:
@@ -367,12 +383,3 @@ class StatsConfig:
     """`binsight data stats`: plots and counts of a dataset or split."""
 
     seed: int = 0  # picks the sample photos
-
-
-@dataclass
-class TrackingConfig:
-    """Run tracking (`tracking.backend=mlflow|tensorboard` on train, tune and evaluate)."""
-
-    backend: Literal["none", "mlflow", "tensorboard"] = "none"
-    uri: str = ""  # MLflow tracking URI (default: sqlite:///./mlflow.db); TensorBoard log root (default <run>)
-    experiment: str = "binsight"  # MLflow experiment name

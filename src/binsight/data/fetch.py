@@ -14,27 +14,26 @@ Library use::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from binsight.data.fetch_list import object_keys
-from binsight.data.fetch_object import FileResult, StopFlag, fetch_one, probe_endpoint
+from binsight.data.fetch_object import FileResult, fetch_one, probe_endpoint
 from binsight.errors import BinsightError, Interrupted
+from binsight.faults import Faults
 from binsight.utils.io import atomic_write_json
 from binsight.utils.progress import progress
+from binsight.utils.signals import STOP_SIGNALS, StopFlag, stop_on_signals
 
 DEFAULT_BUCKET = "aft-vbi-pds"
 DEFAULT_REGION = "us-east-1"
 REPORT_NAME = "fetch_report.json"
+INTERRUPTED = "interrupted by the user"  # the report's `aborted` after Ctrl-C / SIGTERM
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +143,9 @@ def make_client(options: FetchOptions):
     )
 
 
-def fetch_dataset(ids: list[str], out: str | Path, options: FetchOptions | None = None, *, client=None) -> FetchReport:
+def fetch_dataset(
+    ids: list[str], out: str | Path, options: FetchOptions | None = None, *, client=None, faults: Faults | None = None
+) -> FetchReport:
     """Download ``bin-images/<id>.jpg`` and ``metadata/<id>.json`` of every id into ``out`` (ABID layout).
 
     Complete files already in ``out`` are validated and skipped; ``.part`` files are resumed. The report is
@@ -170,20 +171,29 @@ def fetch_dataset(ids: list[str], out: str | Path, options: FetchOptions | None 
     start = time.monotonic()
     bar = progress(total=len(jobs), unit="file", desc="fetch")
 
+    faults = faults or Faults.from_env()
+
     def task(key: str) -> FileResult:
+        faults.before_fetch(stop)
         return fetch_one(client, options, key, out / key, stop)
 
     pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="binsight-fetch")
     pending: set[Future[FileResult]] = set()
     queued = iter(jobs)
-    with _stop_requests() as requests:
+    # SIGINT/SIGTERM set the flag (a KeyboardInterrupt raised at an arbitrary point of the main thread could land
+    # inside a future's lock); workers see it between chunks and return at once, the loop collects their results.
+    signals = stop_on_signals(
+        stop,
+        then="stopping after the files in progress (again to abort now)",
+        reason=INTERRUPTED,
+        code="interrupted",
+        abort_on_second=STOP_SIGNALS,
+    )
+    with signals:
         try:
             while True:
-                if requests and not stop.is_set():
-                    # Workers see the flag between chunks and return at once; the loop collects their results.
-                    stop.set("interrupted", "interrupted by the user")
                 # Bounded submission: a 500k-object list must not become 500k futures at once.
-                while not stop.is_set() and len(pending) < options.workers * 4:
+                while not stop.requested and len(pending) < options.workers * 4:
                     key = next(queued, None)
                     if key is None:
                         break
@@ -198,11 +208,11 @@ def fetch_dataset(ids: list[str], out: str | Path, options: FetchOptions | None 
                 if report.failed:
                     bar.set_postfix(failed=report.failed, refresh=False)
         except KeyboardInterrupt:  # a second Ctrl-C, or a fetch run outside the main thread
-            stop.set("interrupted", "interrupted by the user")
+            stop.request(INTERRUPTED, "interrupted")
             for future in pending:
                 future.cancel()
         except BaseException:
-            stop.set("error", "stopped after an error")
+            stop.request("stopped after an error", "error")
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -222,34 +232,6 @@ def fetch_dataset(ids: list[str], out: str | Path, options: FetchOptions | None 
             f"re-run the same command to resume (report: {out / REPORT_NAME})"
         )
     return report
-
-
-@contextlib.contextmanager
-def _stop_requests() -> Iterator[list[str]]:
-    """Within the block, SIGINT and SIGTERM are recorded in the yielded list instead of raising.
-
-    A KeyboardInterrupt raised at an arbitrary point of the main thread can land inside a future's lock and
-    leave a worker blocked for ever; a recorded request is acted on by the fetch loop at a safe point. A second
-    signal raises KeyboardInterrupt for a user who does not want to wait. Outside the main thread signal
-    handlers cannot be set, and Ctrl-C stays a KeyboardInterrupt.
-    """
-    seen: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield seen
-        return
-
-    def handler(signum: int, frame) -> None:  # noqa: ARG001 - signal handler signature
-        seen.append(signal.Signals(signum).name)
-        if len(seen) > 1:
-            raise KeyboardInterrupt
-        log.warning("%s received: stopping after the files in progress (again to abort now)", seen[0])
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield seen
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _add_result(report: FetchReport, result: FileResult) -> None:

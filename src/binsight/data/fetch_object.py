@@ -7,13 +7,13 @@ import logging
 import os
 import random
 import re
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from binsight.errors import BinsightError
+from binsight.utils.signals import StopFlag
 
 if TYPE_CHECKING:
     from binsight.data.fetch import FetchOptions
@@ -49,29 +49,6 @@ class FileResult:
     detail: str = ""
     bytes: int = 0
     resumed: bool = False
-
-
-class StopFlag:
-    """Set once to make every worker stop (endpoint unreachable, Ctrl-C); remembers the first reason."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._lock = threading.Lock()
-        self.code: str | None = None
-        self.reason: str | None = None
-
-    def set(self, code: str, reason: str) -> None:
-        with self._lock:
-            if not self._event.is_set():
-                self.code, self.reason = code, reason
-                self._event.set()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; return True early when the flag gets set."""
-        return self._event.wait(seconds)
 
 
 class _Failure(Exception):
@@ -220,7 +197,7 @@ def fetch_one(client, options: FetchOptions, key: str, dest: Path, stop: StopFla
     """Make ``dest`` a complete, valid copy of ``key``: skip it when already valid, else download (resuming a
     ``.part``), validate and rename into place. Never raises for remote problems: they go into the result."""
     kind = "json" if key.endswith(".json") else "image"
-    if stop.is_set():
+    if stop.requested:
         return FileResult(key, "not_attempted", detail=stop.reason or "")
     if dest.is_file():
         problem = validate_file(dest, kind)
@@ -234,7 +211,7 @@ def fetch_one(client, options: FetchOptions, key: str, dest: Path, stop: StopFla
     fresh_retry_left = True
     failures = 0
     while True:
-        if stop.is_set():
+        if stop.requested:
             result.reason = "interrupted" if stop.code == "interrupted" else "network"
             result.detail = stop.reason or ""
             return result
@@ -257,7 +234,9 @@ def fetch_one(client, options: FetchOptions, key: str, dest: Path, stop: StopFla
             failures += 1
             if failures > options.retries:
                 if exc.unreachable:
-                    stop.set("network", f"S3 endpoint unreachable ({exc.detail}); no further downloads were started")
+                    stop.request(
+                        f"S3 endpoint unreachable ({exc.detail}); no further downloads were started", "network"
+                    )
                 result.reason, result.detail = "network", f"{exc.detail} (gave up after {failures} attempts)"
                 return result
             log.debug("%s: %s; retry %d/%d", key, exc.detail, failures, options.retries)
@@ -308,7 +287,7 @@ def _download(client, bucket: str, key: str, part: Path, offset: int, stop: Stop
             f.truncate()
             chunks = body.iter_chunks(_CHUNK)
             while True:
-                if stop.is_set():
+                if stop.requested:
                     raise _Stopped
                 try:
                     chunk = next(chunks)

@@ -29,7 +29,7 @@ import numpy as np
 from binsight.errors import BinsightError, DataError
 from binsight.evaluation.calibration import T_MAX, T_MIN, choose_review_thresholds, fit_temperature
 from binsight.evaluation.metrics import classification_metrics, expected_calibration_error
-from binsight.inference.artifact import resolve_artifact_dir, write_meta
+from binsight.inference.artifact import run_dir_of, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,6 @@ class SplitOutputs:
     @property
     def raw(self) -> np.ndarray:
         return np.concatenate(self.outputs) if self.outputs else np.zeros((0, 0), dtype=np.float32)
-
-
-def run_dir_of(run: str | Path) -> tuple[Path, Path]:
-    """(run directory, artifact folder) for a run directory or an artifact folder."""
-    artifact = resolve_artifact_dir(run)
-    return (artifact.parent if artifact.name == "artifact" else artifact), artifact
 
 
 def evaluation_dir(run_dir: Path, data: str | Path | None, split: str) -> Path:
@@ -255,7 +249,20 @@ def evaluate_run(
     plot_mistakes(mistakes, out_dir / f"mistakes_{split}.png")
     metrics["artifact_written"] = _update_artifact(artifact_dir, out_dir, meta, metrics, split, own_data, calibrated)
     atomic_write_json(out_dir / "metrics.json", metrics)
+    _track(run_dir, out_dir, metrics, split if own_data else f"{out_dir.name}")
     return metrics
+
+
+def _track(run_dir: Path, out_dir: Path, metrics: dict[str, Any], prefix: str) -> None:
+    """Log the evaluation into the run's MLflow run when the run was tracked."""
+    from binsight.tracking import continue_tracker, log_files
+
+    tracker = continue_tracker(run_dir)
+    if tracker is None:
+        return
+    tracker.log_metrics({f"{prefix}_{key}": metrics[key] for key in HEADLINE if key in metrics})
+    log_files(tracker, out_dir, ("metrics.json", "predictions.csv", "*.png"), f"evaluation/{prefix}")
+    tracker.close()
 
 
 def _update_artifact(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)

@@ -63,6 +63,12 @@ def resolve_artifact_dir(path: str | Path) -> Path:
     )
 
 
+def run_dir_of(path: str | Path) -> tuple[Path, Path]:
+    """(run directory, artifact folder) for a run directory, its artifact folder or a model.json path."""
+    artifact = resolve_artifact_dir(path)
+    return (artifact.parent if artifact.name == "artifact" else artifact), artifact
+
+
 def read_meta(path: str | Path) -> ArtifactMeta:
     """Read and validate ``model.json`` from an artifact or run directory."""
     folder = resolve_artifact_dir(path)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from binsight.errors import BinsightError, DataError
-from binsight.inference.artifact import META_FILE, WEIGHTS_FILE, read_meta, resolve_artifact_dir
+from binsight.inference.artifact import META_FILE, WEIGHTS_FILE, read_meta, resolve_artifact_dir, run_dir_of
 from binsight.inference.onnx_backend import ONNX_FILE, ONNX_INT8_FILE
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def export_sagemaker(model_path: str | Path, out: str | Path | None = None) -> P
     if not (folder / WEIGHTS_FILE).is_file():
         raise BinsightError(f"{folder / WEIGHTS_FILE} is missing; the artifact is incomplete")
     if out is None:
-        out = (folder.parent if folder.name == "artifact" else folder) / "model.tar.gz"
+        out = run_dir_of(folder)[0] / "model.tar.gz"
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")

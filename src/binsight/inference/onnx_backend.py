@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from binsight.errors import BinsightError
-from binsight.inference.artifact import ArtifactMeta
+from binsight.inference.artifact import ArtifactMeta, run_dir_of
 
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
@@ -33,7 +33,7 @@ def onnx_file_for(folder: str | Path, backend: str = "onnx") -> Path:
         flag = " --int8" if backend == "onnx-int8" else ""
         raise BinsightError(
             f"{path} is missing: backend {backend!r} needs it; create it with "
-            f"`binsight export --run {Path(folder).parent if Path(folder).name == 'artifact' else folder} "
+            f"`binsight export --run {run_dir_of(folder)[0]} "
             f"--format onnx{flag}`"
         )
     return path

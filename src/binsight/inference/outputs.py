@@ -35,7 +35,8 @@ class PredictionWriter:
     def __init__(self, stream: TextIO, fmt: str = "jsonl") -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-        self.stream, self.fmt, self.held = stream, fmt, []
+        self.stream, self.fmt = stream, fmt
+        self.held: list[dict[str, Any]] = []
         self.csv = csv.DictWriter(stream, fieldnames=CSV_COLUMNS) if fmt == "csv" else None
         if self.csv:
             self.csv.writeheader()

@@ -31,6 +31,7 @@ from PIL import Image
 from binsight.data.transforms import EvalPreset, eval_transform
 from binsight.errors import BinsightError, DataError
 from binsight.inference.artifact import ArtifactMeta, load_weights, read_meta, resolve_artifact_dir
+from binsight.utils.cpu import available_cores
 
 # Refuse images above this many pixels before decoding them (a 40 MP image is ~120 MB as RGB; bin photos
 # are well under 1 MP). Checked from the header, so a decompression bomb never allocates its pixels.
@@ -52,7 +53,7 @@ def resolve_threads(threads: int | None) -> int:
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return os.cpu_count() or 1
+    return available_cores()
 
 
 class TorchBackend:

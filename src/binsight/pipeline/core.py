@@ -9,82 +9,20 @@ import logging
 import resource
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from binsight.config import PipelineConfig, dump_yaml
 from binsight.errors import BinsightError
+from binsight.pipeline.context import StageContext
+from binsight.pipeline.stages import STAGES, check_stage_names
 from binsight.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "pipeline.json"
-
-
-@dataclass
-class Section:
-    """What a stage adds to the report: prose/HTML, figures (PNG paths), tables and headline numbers."""
-
-    title: str
-    summary: str = ""
-    figures: list[tuple[str, str]] = field(default_factory=list)  # (caption, path relative to the run dir)
-    tables: list[dict[str, Any]] = field(default_factory=list)  # {"caption", "columns", "rows"}
-    html: str = ""  # extra trusted HTML made by binsight itself (never user input)
-
-
-@dataclass
-class StageContext:
-    """Everything a stage needs: the config, the run directory and what earlier stages produced."""
-
-    cfg: PipelineConfig
-    run_dir: Path
-    outputs: dict[str, dict[str, Any]]
-    # True when the user asked for this stage again (--from/--only): start it over. False on a first run or
-    # a --resume after an interruption: a stage may then continue its own checkpoints.
-    restart: bool = False
-
-    def path(self, *parts: str) -> Path:
-        return self.run_dir.joinpath(*parts)
-
-    def rel(self, path: str | Path) -> str:
-        path = Path(path)
-        try:
-            return str(path.resolve().relative_to(self.run_dir.resolve()))
-        except ValueError:
-            return str(path)
-
-    def require(self, stage: str, key: str) -> Any:
-        """A value an earlier stage produced; a clear error when that stage has not run."""
-        value = self.outputs.get(stage, {}).get(key)
-        if value is None:
-            raise BinsightError(f"stage {stage!r} has not produced {key!r} yet: run it first (e.g. --from {stage})")
-        return value
-
-
-StageFn = Callable[[StageContext], tuple[dict[str, Any], Section]]
-
-
-@dataclass
-class Stage:
-    name: str
-    fn: StageFn
-    help: str
-
-
-STAGES: dict[str, Stage] = {}
-
-
-def register_stage(name: str, help: str) -> Callable[[StageFn], StageFn]:
-    """Register a pipeline stage; the function returns (outputs for later stages, report section)."""
-
-    def wrap(fn: StageFn) -> StageFn:
-        STAGES[name] = Stage(name, fn, help)
-        return fn
-
-    return wrap
 
 
 def _cpu_seconds() -> float:
@@ -98,16 +36,17 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {"stages": {}}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return state
     except json.JSONDecodeError as exc:
         raise BinsightError(f"{path} is corrupt ({exc}); delete it to start the pipeline over") from None
 
 
-def plan_stages(cfg: PipelineConfig, state: dict[str, Any], start: str | None, only: str | None, skip: list[str]):
-    """Return the list of (stage name, action) with action in run / done / skip."""
-    unknown = [s for s in [*cfg.stages, start, only, *skip] if s and s not in STAGES]
-    if unknown:
-        raise BinsightError(f"unknown stage {unknown[0]!r}; known stages: {', '.join(STAGES)}")
+def plan_stages(
+    cfg: PipelineConfig, state: dict[str, Any], start: str | None, only: str | None, skip: list[str]
+) -> list[tuple[str, str]]:
+    """Return the list of (stage name, action) with action in run / keep / skip."""
+    check_stage_names([*cfg.stages, start, only, *skip])
     for name, flag in ((start, "--from"), (only, "--only")):
         if name and name not in cfg.stages:
             raise BinsightError(f"{flag} {name}: not among this config's stages ({', '.join(cfg.stages)})")
@@ -139,7 +78,6 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run the planned stages in ``run_dir``; returns the final state. Raises on the first failed stage
     after recording it (and the report so far)."""
-    from binsight.pipeline import stages as _stages  # noqa: F401  (registers the stages)
     from binsight.pipeline.report import write_report
 
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,16 @@
-"""Model stages of ``binsight pipeline``: train and evaluate. Registered on demand (``register_all``) so
-listing stages and the data stages do not import torch."""
+"""Model stages of ``binsight pipeline``: train, evaluate, ddp_train, tune, final. Each imports what it needs
+(torch, Optuna) when it runs, so listing stages and the data stages stay light."""
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-from binsight.pipeline.core import STAGES, Section, StageContext, register_stage
+from binsight.config import TrainConfig
+from binsight.errors import BinsightError
+from binsight.pipeline.context import Section, StageContext, StageResult
 
 METRIC_ROWS = [
     ("accuracy", "accuracy"),
@@ -39,22 +40,20 @@ def _stage_dir(ctx: StageContext, folder: str) -> Path:
 
 
 def train_into(
-    ctx: StageContext, folder: str, cfg=None, nproc: int = 0, max_restarts: int = 0
+    ctx: StageContext, folder: str, cfg: TrainConfig | None = None, nproc: int = 0, max_restarts: int = 0
 ) -> tuple[dict[str, Any], Section]:
     """Train ``cfg`` (default: the pipeline's train section) into ``run_dir/folder``, in this process or with
     ``nproc`` data-parallel workers; shared by the train stages (baseline, distributed, final)."""
     split_dir = ctx.require("split", "split_dir")
     cfg = replace(cfg or ctx.cfg.train, data=str(split_dir), name=folder)
-    if nproc:
-        from binsight.training.launch import train_distributed
+    from binsight.training.job import run_training_job
+    from binsight.training.launch import Launch
 
-        out = train_distributed(cfg, nproc, _stage_dir(ctx, folder), max_restarts=max_restarts)
-        result = SimpleNamespace(**out)
-    else:
-        from binsight.training.run import train
-
-        # An interrupted stage continues from its last checkpoint when the pipeline is resumed.
-        result = train(cfg, out=_stage_dir(ctx, folder), handle_signals=True, auto_resume=True)
+    launch = Launch(nproc=nproc, max_restarts=max_restarts) if nproc else None
+    # An interrupted stage continues from its last checkpoint when the pipeline is resumed.
+    result = run_training_job(cfg, launch, out=_stage_dir(ctx, folder), auto_resume=True)
+    if result is None:  # pragma: no cover - one machine: the run is always on this disk
+        raise BinsightError(f"training {folder} left no result in {ctx.path(folder)}")
     best = result.best_metrics
     rows = [
         [r["epoch"], r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"], r["val_macro_f1"], r["seconds"]]
@@ -123,43 +122,33 @@ def evaluate_section(ctx: StageContext, run_dir: str, title: str) -> tuple[dict[
     return {"metrics": {k: metrics[k] for k in keys if k in metrics}}, sec
 
 
-def register_all() -> None:
-    """Register the model stages (idempotent)."""
-    if "train" in STAGES:
-        return
+def stage_train(ctx: StageContext) -> StageResult:
+    return train_into(ctx, "train")
 
-    @register_stage("train", "train the baseline model (the `train` section) and write its artifact")
-    def stage_train(ctx: StageContext):
-        return train_into(ctx, "train")
 
-    @register_stage("evaluate", "evaluate the trained model on the test split (calibrated on val)")
-    def stage_evaluate(ctx: StageContext):
-        return evaluate_section(ctx, ctx.require("train", "run_dir"), "Evaluation (test split)")
+def stage_evaluate(ctx: StageContext) -> StageResult:
+    return evaluate_section(ctx, ctx.require("train", "run_dir"), "Evaluation (test split)")
 
-    @register_stage("ddp_train", "train the `ddp.train` config with `ddp.nproc` data-parallel workers (torchrun)")
-    def stage_ddp(ctx: StageContext):
-        ddp = ctx.cfg.ddp
-        return train_into(ctx, "ddp_train", ddp.train, nproc=ddp.nproc, max_restarts=ddp.max_restarts)
 
-    @register_stage("tune", "Optuna search over the `tune` section (pruned trials, shared caches)")
-    def stage_tune(ctx: StageContext):
-        return tune_section(ctx)
+def stage_ddp(ctx: StageContext) -> StageResult:
+    ddp = ctx.cfg.ddp
+    return train_into(ctx, "ddp_train", ddp.train, nproc=ddp.nproc, max_restarts=ddp.max_restarts)
 
-    @register_stage("final", "train with the tuned parameters (best.yaml) and evaluate on the test split")
-    def stage_final(ctx: StageContext):
-        from binsight.config import TrainConfig, load_config
 
-        best = load_config(TrainConfig, ctx.require("tune", "best_yaml"))
-        out, sec = train_into(ctx, "final", best)
-        ev_out, ev_sec = evaluate_section(ctx, out["run_dir"], "Final model on the test split")
-        sec.tables += ev_sec.tables
-        sec.figures += ev_sec.figures
-        sec.summary += " " + ev_sec.summary
-        return {**out, **ev_out}, sec
+def stage_tune(ctx: StageContext) -> StageResult:
+    return tune_section(ctx)
 
-    from binsight.pipeline import serve_stages
 
-    serve_stages.register_all()
+def stage_final(ctx: StageContext) -> StageResult:
+    from binsight.config import TrainConfig, load_config
+
+    best = load_config(TrainConfig, ctx.require("tune", "best_yaml"))
+    out, sec = train_into(ctx, "final", best)
+    ev_out, ev_sec = evaluate_section(ctx, out["run_dir"], "Final model on the test split")
+    sec.tables += ev_sec.tables
+    sec.figures += ev_sec.figures
+    sec.summary += " " + ev_sec.summary
+    return {**out, **ev_out}, sec
 
 
 def tune_section(ctx: StageContext) -> tuple[dict[str, Any], Section]:

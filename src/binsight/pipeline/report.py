@@ -1,5 +1,5 @@
-"""``report.html``: one self-contained page (figures embedded as data URIs, inline CSS, no scripts) with
-the cost table and one section per stage."""
+"""How the pipeline reports: ``report.html`` (one self-contained page, figures embedded as data URIs, inline
+CSS, no scripts, with the cost table and one section per stage) and the plain-text tables the CLI prints."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def _round(v: float | None) -> float | str:
 
 
 def _cost_table(state: dict[str, Any], order: list[str]) -> str:
-    rows, wall, cpu = [], 0.0, 0.0
+    rows: list[list[Any]] = []
+    wall, cpu = 0.0, 0.0
     for name in order:
         entry = state["stages"].get(name)
         if not entry:
@@ -105,3 +106,19 @@ def write_report(run_dir: Path, state: dict[str, Any]) -> Path:
             parts.append(f"<figure>{_img(run_dir, rel)}<figcaption>{html.escape(caption)}</figcaption></figure>")
     parts.append("</body></html>")
     return atomic_write_text(run_dir / "report.html", "\n".join(parts))
+
+
+def cost_summary(state: dict[str, Any], order: list[str]) -> str:
+    """The plain-text table of status, wall-clock and CPU seconds per stage (``binsight pipeline``'s summary)."""
+    lines = [f"{'stage':<12} {'status':<8} {'wall s':>8} {'CPU s':>8}"]
+    for name in order:
+        e = state["stages"].get(name, {})
+        lines.append(f"{name:<12} {e.get('status', '-'):<8} {e.get('wall_s', 0):>8.1f} {e.get('cpu_s', 0):>8.1f}")
+    return "\n".join(lines)
+
+
+def stage_list() -> str:
+    """One line per known stage: its name and what it does (``binsight pipeline --list-stages``)."""
+    from binsight.pipeline.stages import STAGES
+
+    return "\n".join(f"{stage.name:<12} {stage.help}" for stage in STAGES.values())

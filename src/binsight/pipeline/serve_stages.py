@@ -4,18 +4,15 @@ clean-up, on this machine."""
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
-import os
 import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from binsight.errors import BinsightError
-from binsight.pipeline.core import STAGES, Section, StageContext, register_stage
+from binsight.pipeline.context import Section, StageContext, StageResult
+from binsight.pipeline.loopback import image_server, s3_server
 
 BACKEND_KEYS = ("backend", "accuracy", "macro_f1", "images_per_s", "speedup", "max_abs_prob_diff")
 
@@ -24,7 +21,7 @@ def _model_dir(ctx: StageContext) -> str:
     """The artifact the later stages deploy: the final (tuned) model when there is one, else the baseline."""
     for stage in ("final", "train", "ddp_train"):
         if ctx.outputs.get(stage, {}).get("artifact"):
-            return ctx.outputs[stage]["artifact"]
+            return str(ctx.outputs[stage]["artifact"])
     raise BinsightError("no trained model yet: run a training stage (train, ddp_train or final) first")
 
 
@@ -47,157 +44,93 @@ def _json_block(obj: Any) -> str:
     return f"<pre>{html.escape(json.dumps(obj, indent=2))}</pre>"
 
 
-def register_all() -> None:
-    if "export" in STAGES:
-        return
+def stage_export(ctx: StageContext) -> StageResult:
+    from binsight.data.manifest import load_split
+    from binsight.inference.export import compare_backends, export_onnx, export_sagemaker, preprocess_rows
+    from binsight.inference.predictor import Predictor
 
-    @register_stage("export", "export the model to ONNX and a SageMaker model.tar.gz; compare backends")
-    def stage_export(ctx: StageContext):
-        from binsight.data.manifest import load_split
-        from binsight.inference.export import compare_backends, export_onnx, export_sagemaker, preprocess_rows
-        from binsight.inference.predictor import Predictor
-
-        artifact = _model_dir(ctx)
-        onnx = export_onnx(artifact)
-        tarball = export_sagemaker(artifact)
-        rows = load_split(ctx.require("split", "split_dir"))["test"]
-        arrays, labels = preprocess_rows(Predictor(artifact), rows)
-        table = compare_backends(artifact, arrays, labels, backends=("torch", "onnx"), min_seconds=0.5)
-        sec = Section(
-            "Export",
-            summary=f"ONNX model {ctx.rel(onnx)} and SageMaker archive {ctx.rel(tarball)}; the two backends on the "
-            "test split (max |Δp| is the largest probability difference from PyTorch).",
-            tables=[
-                {
-                    "caption": "backends on the test split",
-                    "columns": ["backend", "accuracy", "macro-F1", "images/s", "speed-up", "max |Δp|"],
-                    "rows": [[r[k] for k in BACKEND_KEYS] for r in table],
-                }
-            ],
-        )
-        return {"onnx": str(onnx), "model_tar": str(tarball), "backends": table}, sec
-
-    @register_stage("deploy", "create a local SageMaker-style endpoint serving the model")
-    def stage_deploy(ctx: StageContext):
-        from binsight.serving.endpoints import create_endpoint
-
-        name = _endpoint_name(ctx)
-        backend = "onnx" if ctx.outputs.get("export", {}).get("onnx") else "torch"
-        ep = create_endpoint(name, _model_dir(ctx), backend=backend, timeout=ctx.cfg.serve.request_timeout * 3)
-        sec = Section(
-            "Deploy",
-            summary=f"Endpoint {name} is {ep.get('status')} at {ep.get('url')} ({backend} backend).",
-            html=_json_block({k: ep.get(k) for k in ("name", "status", "health", "url", "model", "backend")}),
-        )
-        return {"endpoint": name, "url": ep.get("url")}, sec
-
-    @register_stage("smoke", "smoke-test the endpoint, then client → gateway → endpoint (URL, S3, API Gateway)")
-    def stage_smoke(ctx: StageContext):
-        from binsight.serving.endpoints import invoke_endpoint
-
-        name = ctx.require("deploy", "endpoint")
-        url = ctx.require("deploy", "url")
-        image, label = _sample_image(ctx)
-        direct = invoke_endpoint(name, image.read_bytes(), expected_quantity=label)
-        answers = {"endpoint (invoke_endpoint)": direct, **gateway_smoke(url, image, label)}
-        failed = [k for k, v in answers.items() if "predicted_label" not in v]
-        rows = [
-            [path, v.get("predicted_label", "error"), v.get("confidence", ""), (v.get("check") or {}).get("decision")]
-            for path, v in answers.items()
-        ]
-        sec = Section(
-            "Smoke test",
-            summary=f"Test image {image.name} (label {label}) through the endpoint directly and through the event "
-            "gateway's three entry shapes." + (f" FAILED: {', '.join(failed)}" if failed else ""),
-            tables=[{"caption": "answers", "columns": ["path", "predicted", "confidence", "check"], "rows": rows}],
-            html="".join(f"<h3>{html.escape(k)}</h3>{_json_block(v)}" for k, v in answers.items()),
-        )
-        if failed:
-            raise BinsightError(f"smoke test failed for {', '.join(failed)}: {json.dumps(answers)[:800]}")
-        return {"answers": answers}, sec
-
-    @register_stage("cleanup", "delete the endpoint, its endpoint config and model; stop its processes")
-    def stage_cleanup(ctx: StageContext):
-        from binsight.serving.endpoints import delete_endpoint, list_endpoints
-
-        name = ctx.outputs.get("deploy", {}).get("endpoint") or _endpoint_name(ctx)
-        if any(e.get("name") == name for e in list_endpoints()):
-            removed = delete_endpoint(name)
-        else:
-            removed = {"endpoints": [], "endpoint_configs": [], "models": [], "processes": []}
-        left = [e["name"] for e in list_endpoints() if e.get("name") == name]
-        if left:
-            raise BinsightError(f"endpoint {name} is still registered after delete")
-        rows = [[kind, ", ".join(map(str, items)) or "—"] for kind, items in removed.items()]
-        sec = Section(
-            "Clean-up",
-            summary="Deleted what the deploy stage created (the report deleted the endpoint, the endpoint config "
-            "and the model).",
-            tables=[{"caption": "removed", "columns": ["kind", "names / pids"], "rows": rows}],
-        )
-        return {"removed": removed}, sec
+    artifact = _model_dir(ctx)
+    onnx = export_onnx(artifact)
+    tarball = export_sagemaker(artifact)
+    rows = load_split(ctx.require("split", "split_dir"))["test"]
+    arrays, labels = preprocess_rows(Predictor(artifact), rows)
+    table = compare_backends(artifact, arrays, labels, backends=("torch", "onnx"), min_seconds=0.5)
+    sec = Section(
+        "Export",
+        summary=f"ONNX model {ctx.rel(onnx)} and SageMaker archive {ctx.rel(tarball)}; the two backends on the "
+        "test split (max |Δp| is the largest probability difference from PyTorch).",
+        tables=[
+            {
+                "caption": "backends on the test split",
+                "columns": ["backend", "accuracy", "macro-F1", "images/s", "speed-up", "max |Δp|"],
+                "rows": [[r[k] for k in BACKEND_KEYS] for r in table],
+            }
+        ],
+    )
+    return {"onnx": str(onnx), "model_tar": str(tarball), "backends": table}, sec
 
 
-@contextlib.contextmanager
-def _image_server(image: Path) -> Iterator[str]:
-    """Serve one image over HTTP on loopback; yields its URL."""
-    body = image.read_bytes()
+def stage_deploy(ctx: StageContext) -> StageResult:
+    from binsight.serving.endpoints import create_endpoint
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/{image.name}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    name = _endpoint_name(ctx)
+    backend = "onnx" if ctx.outputs.get("export", {}).get("onnx") else "torch"
+    ep = create_endpoint(name, _model_dir(ctx), backend=backend, timeout=ctx.cfg.serve.request_timeout * 3)
+    sec = Section(
+        "Deploy",
+        summary=f"Endpoint {name} is {ep.get('status')} at {ep.get('url')} ({backend} backend).",
+        html=_json_block({k: ep.get(k) for k in ("name", "status", "health", "url", "model", "backend")}),
+    )
+    return {"endpoint": name, "url": ep.get("url")}, sec
 
 
-@contextlib.contextmanager
-def _s3_server(image: Path) -> Iterator[tuple[str | None, str]]:
-    """A loopback S3-compatible server (moto) holding the image; yields (endpoint URL, s3 URI), or
-    (None, reason) when moto is not installed."""
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        yield None, "moto is not installed (pip install 'binsight[demo]')"
-        return
-    import boto3
+def stage_smoke(ctx: StageContext) -> StageResult:
+    from binsight.serving.endpoints import invoke_endpoint
 
-    from binsight.utils.net import free_port
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="smoke", AWS_SECRET_ACCESS_KEY="smoke", AWS_DEFAULT_REGION="us-east-1")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
-        s3.create_bucket(Bucket="binsight-smoke")
-        s3.put_object(Bucket="binsight-smoke", Key=f"bins/{image.name}", Body=image.read_bytes())
-        yield url, f"s3://binsight-smoke/bins/{image.name}"
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        server.stop()
+    name = ctx.require("deploy", "endpoint")
+    url = ctx.require("deploy", "url")
+    image, label = _sample_image(ctx)
+    direct = invoke_endpoint(name, image.read_bytes(), expected_quantity=label)
+    answers = {"endpoint (invoke_endpoint)": direct, **gateway_smoke(url, image, label)}
+    failed = [k for k, v in answers.items() if "predicted_label" not in v]
+    rows = [
+        [path, v.get("predicted_label", "error"), v.get("confidence", ""), (v.get("check") or {}).get("decision")]
+        for path, v in answers.items()
+    ]
+    sec = Section(
+        "Smoke test",
+        summary=f"Test image {image.name} (label {label}) through the endpoint directly and through the event "
+        "gateway's three entry shapes." + (f" FAILED: {', '.join(failed)}" if failed else ""),
+        tables=[{"caption": "answers", "columns": ["path", "predicted", "confidence", "check"], "rows": rows}],
+        html="".join(f"<h3>{html.escape(k)}</h3>{_json_block(v)}" for k, v in answers.items()),
+    )
+    if failed:
+        raise BinsightError(f"smoke test failed for {', '.join(failed)}: {json.dumps(answers)[:800]}")
+    return {"answers": answers}, sec
 
 
-def gateway_smoke(endpoint_url: str, image: Path, label: int) -> dict[str, dict]:
+def stage_cleanup(ctx: StageContext) -> StageResult:
+    from binsight.serving.endpoints import delete_endpoint, list_endpoints
+
+    name = ctx.outputs.get("deploy", {}).get("endpoint") or _endpoint_name(ctx)
+    if any(e.get("name") == name for e in list_endpoints()):
+        removed = delete_endpoint(name)
+    else:
+        removed = {"endpoints": [], "endpoint_configs": [], "models": [], "processes": []}
+    left = [e["name"] for e in list_endpoints() if e.get("name") == name]
+    if left:
+        raise BinsightError(f"endpoint {name} is still registered after delete")
+    rows = [[kind, ", ".join(map(str, items)) or "—"] for kind, items in removed.items()]
+    sec = Section(
+        "Clean-up",
+        summary="Deleted what the deploy stage created (the report deleted the endpoint, the endpoint config "
+        "and the model).",
+        tables=[{"caption": "removed", "columns": ["kind", "names / pids"], "rows": rows}],
+    )
+    return {"removed": removed}, sec
+
+
+def gateway_smoke(endpoint_url: str, image: Path, label: int) -> dict[str, dict[str, Any]]:
     """Client → gateway → endpoint for an image URL, an S3 object and an API Gateway request (through the
     local API Gateway front over HTTP). Returns each path's answer (the prediction, or the error)."""
     import base64
@@ -207,8 +140,8 @@ def gateway_smoke(endpoint_url: str, image: Path, label: int) -> dict[str, dict]
     from binsight.gateway.local import make_server
     from binsight.gateway.settings import EndpointConfig, FetchPolicy, GatewaySettings
 
-    answers: dict[str, dict] = {}
-    with _image_server(image) as image_url, _s3_server(image) as (s3_url, s3_uri):
+    answers: dict[str, dict[str, Any]] = {}
+    with image_server(image) as image_url, s3_server(image) as (s3_url, s3_uri):
         settings = GatewaySettings(
             policy=FetchPolicy.with_allowed(["127.0.0.1"]),
             endpoint=EndpointConfig(url=endpoint_url),

@@ -1,66 +1,66 @@
-"""The data stages of ``binsight pipeline``: synth → split → stats. Model stages live in
-:mod:`binsight.pipeline.model_stages`. Each stage returns (outputs for later stages, report section)."""
+"""The pipeline's stages, in their order: one list, the only place a stage is named.
+
+Each stage function imports what it needs (torch, Optuna, the model server) when it runs, so listing the stages
+and running the data stages stay light.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterable
 
-from binsight.pipeline.core import Section, StageContext, register_stage
+from binsight.errors import BinsightError
+from binsight.pipeline import data_stages, model_stages, serve_stages
+from binsight.pipeline.context import Stage
 
-
-def _class_table(caption: str, counts_by_split: dict[str, dict[str, int]]) -> dict[str, Any]:
-    labels = sorted({lab for c in counts_by_split.values() for lab in c}, key=lambda s: (len(str(s)), str(s)))
-    rows = [[split, *[c.get(lab, 0) for lab in labels], sum(c.values())] for split, c in counts_by_split.items()]
-    return {"caption": caption, "columns": ["split", *labels, "total"], "rows": rows}
-
-
-@register_stage("synth", "generate a SynthBins dataset in ABID layout (skipped when `data` names a dataset)")
-def stage_synth(ctx: StageContext) -> tuple[dict[str, Any], Section]:
-    if ctx.cfg.data:
-        src = Path(ctx.cfg.data).expanduser().resolve()
-        return {"dataset": str(src)}, Section("Data", summary=f"Using the existing dataset {src}.")
-    from binsight.data.synth import generate
-
-    out = ctx.path("data", "synth")
-    if out.exists():  # a re-run of this stage starts the dataset over, deterministically
-        import shutil
-
-        shutil.rmtree(out)
-    summary = generate(out, ctx.cfg.synth)
-    counts = {str(k): v for k, v in (summary.get("class_counts") or {}).items()}
-    sec = Section(
-        "SynthBins data",
-        summary=f"Generated {summary.get('n', '?')} bin photos (seed {ctx.cfg.synth.seed}, mix {ctx.cfg.synth.mix}) "
-        f"at {summary.get('images_per_s', 0):.0f} images/s.",
-        tables=[_class_table("images per count", {"all": counts})] if counts else [],
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage(
+            "synth",
+            data_stages.stage_synth,
+            "generate a SynthBins dataset in ABID layout (skipped when `data` names a dataset)",
+        ),
+        Stage("split", data_stages.stage_split, "stratified, leak-free train/val/test manifests"),
+        Stage("stats", data_stages.stage_stats, "class distribution, sample grid and image-size plots"),
+        Stage(
+            "train", model_stages.stage_train, "train the baseline model (the `train` section) and write its artifact"
+        ),
+        Stage(
+            "evaluate", model_stages.stage_evaluate, "evaluate the trained model on the test split (calibrated on val)"
+        ),
+        Stage(
+            "ddp_train",
+            model_stages.stage_ddp,
+            "train the `ddp.train` config with `ddp.nproc` data-parallel workers (torchrun)",
+        ),
+        Stage("tune", model_stages.stage_tune, "Optuna search over the `tune` section (pruned trials, shared caches)"),
+        Stage(
+            "final",
+            model_stages.stage_final,
+            "train with the tuned parameters (best.yaml) and evaluate on the test split",
+        ),
+        Stage(
+            "export",
+            serve_stages.stage_export,
+            "export the model to ONNX and a SageMaker model.tar.gz; compare backends",
+        ),
+        Stage("deploy", serve_stages.stage_deploy, "create a local SageMaker-style endpoint serving the model"),
+        Stage(
+            "smoke",
+            serve_stages.stage_smoke,
+            "smoke-test the endpoint, then client → gateway → endpoint (URL, S3, API Gateway)",
+        ),
+        Stage(
+            "cleanup",
+            serve_stages.stage_cleanup,
+            "delete the endpoint, its endpoint config and model; stop its processes",
+        ),
     )
-    return {"dataset": str(out), "synth": summary}, sec
+}
 
 
-@register_stage("split", "stratified, leak-free train/val/test manifests")
-def stage_split(ctx: StageContext) -> tuple[dict[str, Any], Section]:
-    from binsight.data.split import split_dataset
-
-    src = Path(ctx.require("synth", "dataset"))
-    out = ctx.path("data", "split")
-    summary = split_dataset(src, out, ctx.cfg.split)
-    counts = summary.get("counts") or {}
-    sec = Section(
-        "Split",
-        summary=f"Stratified split (seed {ctx.cfg.split.seed}, val {ctx.cfg.split.val}, test {ctx.cfg.split.test}); "
-        "exact duplicates kept on one side.",
-        tables=[_class_table("images per class and split", counts)] if counts else [],
-    )
-    return {"split_dir": str(out), "summary_counts": counts}, sec
-
-
-@register_stage("stats", "class distribution, sample grid and image-size plots")
-def stage_stats(ctx: StageContext) -> tuple[dict[str, Any], Section]:
-    from binsight.data.stats import compute_stats
-
-    split_dir = Path(ctx.require("split", "split_dir"))
-    out = ctx.path("stats")
-    summary = compute_stats(split_dir, out)
-    figures = [(Path(p).stem.replace("_", " "), ctx.rel(p)) for p in summary.get("figures", [])]
-    return {"stats_dir": str(out)}, Section("Data statistics", figures=figures)
+def check_stage_names(names: Iterable[str | None]) -> None:
+    """Raise BinsightError naming the first of ``names`` (Nones ignored) that is not a stage."""
+    unknown = [n for n in names if n and n not in STAGES]
+    if unknown:
+        raise BinsightError(f"unknown stage {unknown[0]!r}; known stages: {', '.join(STAGES)}")

@@ -1,7 +1,9 @@
-"""Training: ``train`` (a whole run: run directory, data, loop, artifact) and the pieces it is made of.
+"""Training: :func:`run_training_job` (a whole job: in this process or as data-parallel workers) and the pieces
+it is made of.
 
->>> from binsight.training import train, resume_config
->>> result = train(cfg, project="runs")            # cfg: a TrainConfig with cfg.data = a split folder
+>>> from binsight.training import run_training_job, Launch
+>>> result = run_training_job(cfg, project="runs")                  # cfg: a TrainConfig, cfg.data = a split
+>>> result = run_training_job(cfg, Launch(nproc=2), out="runs/train/ddp")
 
 Attributes are imported on first use so ``import binsight.training`` stays cheap.
 """
@@ -12,21 +14,20 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "run_training_job": "binsight.training.job",
+    "Launch": "binsight.training.launch",
     "train": "binsight.training.run",
     "resume_config": "binsight.training.run",
     "resolve_run_dir": "binsight.training.run",
     "TrainResult": "binsight.training.run",
     "RESUMABLE_KEYS": "binsight.training.run",
+    "WorkerEnv": "binsight.training.protocol",
     "Trainer": "binsight.training.trainer",
     "FitResult": "binsight.training.records",
-    "StopFlag": "binsight.training.signals",
-    "stop_on_signals": "binsight.training.signals",
     "Dist": "binsight.training.distributed",
     "CheckpointManager": "binsight.training.checkpoint",
     "load_checkpoint": "binsight.training.checkpoint",
     "load_split_data": "binsight.training.data",
-    "train_distributed": "binsight.training.launch",
-    "launch_workers": "binsight.training.launch",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -95,7 +95,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     payload = verify_checkpoint(path)
     try:
         # Not weights_only: the state holds the numpy RNG state. Like any pickle, load only runs you trust.
-        return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
+        state: dict[str, Any] = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
+        return state
     except Exception as exc:  # a payload that passes the checksum but not unpickling: written by something else
         raise CheckpointError(f"checkpoint {path} cannot be loaded: {exc}") from None
 
@@ -162,3 +163,14 @@ class CheckpointManager:
                 f"no checkpoint in {self.folder}: expected {LAST} (is this a run directory of `binsight train`?)"
             )
         raise CheckpointError("no usable checkpoint: " + "; ".join(errors))
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """True when the run directory ``run_dir`` has a resumable checkpoint (``last.pt`` or its previous copy)."""
+    weights = Path(run_dir) / "weights"
+    return (weights / LAST).is_file() or (weights / PREV).is_file()
+
+
+def holds_run(run_dir: str | Path) -> bool:
+    """True when ``run_dir`` already holds a training run (its config or weights), finished or not."""
+    return (Path(run_dir) / "config.yaml").exists() or (Path(run_dir) / "weights").exists()

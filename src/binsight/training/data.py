@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -55,10 +56,10 @@ class SplitData:
 
     def class_counts(self) -> list[int]:
         """Training images per class, in class-index order."""
-        return np.bincount(self.train_targets, minlength=self.num_classes).tolist()
+        return [int(c) for c in np.bincount(self.train_targets, minlength=self.num_classes)]
 
 
-def split_classes(split_dir: Path, rows: dict) -> list[int]:
+def split_classes(split_dir: Path, rows: dict[str, Any]) -> list[int]:
     """The classes of a split: ``split_summary.json``'s ``classes`` when present, else the labels seen."""
     summary = Path(split_dir) / "split_summary.json"
     if summary.is_file():
@@ -127,13 +128,14 @@ def epoch_order(n: int, generator: torch.Generator, weights: torch.Tensor | None
         return torch.randperm(n, generator=generator)
     from torch.utils.data import WeightedRandomSampler
 
-    sampler = WeightedRandomSampler(weights, num_samples=n, replacement=True, generator=generator)
+    draws = cast(Sequence[float], weights)  # the sampler takes a tensor as it is
+    sampler = WeightedRandomSampler(draws, num_samples=n, replacement=True, generator=generator)
     return torch.tensor(list(iter(sampler)), dtype=torch.long)
 
 
 def batch_slices(order: torch.Tensor, batch_size: int, max_batches: int = 0) -> list[torch.Tensor]:
     """Cut ``order`` into batches; a trailing batch of one image is dropped (BatchNorm cannot train on it)."""
-    batches = list(order.split(batch_size))
+    batches = list(order.split(batch_size))  # type: ignore[no-untyped-call]
     if len(batches) > 1 and batches[-1].numel() == 1:
         batches.pop()
     if max_batches > 0:
@@ -148,4 +150,4 @@ def gather(array: np.ndarray, idx: torch.Tensor) -> torch.Tensor:
 
 def sequential_batches(n: int, batch_size: int) -> Iterator[torch.Tensor]:
     """Index batches 0..n-1 in order (evaluation)."""
-    yield from torch.arange(n).split(batch_size)
+    yield from torch.arange(n).split(batch_size)  # type: ignore[no-untyped-call]

@@ -7,7 +7,8 @@ validation set.
 
 A process is a data-parallel worker when a launcher (``binsight train --nproc``, torchrun, SageMaker's
 ``torch_distributed``) set ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (plus ``MASTER_ADDR``/``MASTER_PORT``);
-:func:`dist_from_env` reads them and :func:`init_process_group` joins the group (NCCL on GPUs, gloo on CPU).
+:func:`dist_from_env` reads them (for :class:`~binsight.training.protocol.WorkerEnv`) and
+:func:`init_process_group` joins the group (NCCL on GPUs, gloo on CPU).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -61,16 +62,10 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def launched_by_torchrun(env: dict[str, str] | None = None) -> bool:
-    """True when a launcher set this process's rank (``RANK`` and ``WORLD_SIZE`` in the environment)."""
-    env = os.environ if env is None else env
-    return "RANK" in env and "WORLD_SIZE" in env
-
-
-def dist_from_env(env: dict[str, str] | None = None) -> Dist:
+def dist_from_env(env: Mapping[str, str] | None = None) -> Dist:
     """The :class:`Dist` a launcher described in ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` (default: single)."""
     env = os.environ if env is None else env
-    if not launched_by_torchrun(env):
+    if "RANK" not in env or "WORLD_SIZE" not in env:
         return Dist()
     try:
         rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
@@ -119,7 +114,7 @@ def init_process_group(dist: Dist, device: torch.device, timeout_s: float = 1800
     log.info("rank %d/%d joined the %s process group at %s", dist.rank, dist.world_size, backend, where)
 
 
-def _store(dist: Dist, timeout: datetime.timedelta):
+def _store(dist: Dist, timeout: datetime.timedelta) -> torch.distributed.Store:
     """The key-value store the process group forms through, with keys private to this (re)start of the workers.
 
     torchrun's agent keeps one store for the whole job; after a restart, keys of the previous attempt (e.g. a
@@ -214,7 +209,7 @@ def run_on_main(fn: Callable[[], T], dist: Dist) -> T:
         except Exception:  # an exception type that takes other arguments
             error = BinsightError(message)
         raise error
-    return outcome[1]
+    return cast(T, outcome[1])
 
 
 def run_on_local_first(fn: Callable[[], T], dist: Dist) -> T:

@@ -11,13 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
 
 from binsight.data.cache import DecodedImages, cache_root
 from binsight.utils.io import atomic_write_with
+
+if TYPE_CHECKING:
+    from binsight.models.registry import BinCounter
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,9 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def feature_key(decoded: DecodedImages, model_name: str, digest: str, mean, std, flip: bool) -> str:
+def feature_key(
+    decoded: DecodedImages, model_name: str, digest: str, mean: Sequence[float], std: Sequence[float], flip: bool
+) -> str:
     text = json.dumps(
         {
             "format": FEATURE_FORMAT,
@@ -58,8 +65,8 @@ def feature_key(decoded: DecodedImages, model_name: str, digest: str, mean, std,
 def compute_features(
     model: torch.nn.Module,
     images: np.ndarray,
-    mean,
-    std,
+    mean: list[float],
+    std: list[float],
     device: torch.device,
     batch_size: int = 64,
     flip: bool = False,
@@ -81,7 +88,7 @@ def compute_features(
             x = x.flip(3)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out.append(model.features(x).float().cpu())
+        out.append(cast("BinCounter", model).features(x).float().cpu())
     model.train(was_training)
     if not out:
         return np.zeros((0, int(getattr(model, "feature_dim", 0))), dtype=np.float32)
@@ -92,8 +99,8 @@ def cached_features(
     model: torch.nn.Module,
     model_name: str,
     decoded: DecodedImages,
-    mean,
-    std,
+    mean: list[float],
+    std: list[float],
     device: torch.device,
     cache_dir: str | Path = "",
     batch_size: int = 64,
@@ -106,7 +113,7 @@ def cached_features(
     Returns:
         ``(features (N, D) float32, built)``; ``built`` is False when the cache already held them.
     """
-    digest = weights_digest(model.backbone)
+    digest = weights_digest(cast("BinCounter", model).backbone)
     key = feature_key(decoded, model_name, digest, mean, std, flip)
     path = cache_root(cache_dir) / "features" / f"{key}.npy"
     if path.is_file():

@@ -7,6 +7,7 @@ over the batch as result.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +76,7 @@ class FocalLoss(nn.Module):
         per_class = -q * modulating * log_p
         if self.alpha is None:
             return per_class.sum(dim=1).mean()
-        alpha = self.alpha.to(outputs.device)
+        alpha = cast(Tensor, self.alpha).to(outputs.device)
         return (per_class * alpha).sum() / alpha[targets].sum()
 
 
@@ -115,7 +116,7 @@ class OrdinalLoss(nn.Module):
             levels = levels * (1.0 - self.label_smoothing) + self.label_smoothing / 2
         bce = F.binary_cross_entropy_with_logits(outputs.float(), levels, reduction="none")
         if self.importance is not None:
-            bce = bce * self.importance.to(outputs.device)
+            bce = bce * cast(Tensor, self.importance).to(outputs.device)
         return bce.sum(dim=1).mean()
 
 

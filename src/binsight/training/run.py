@@ -17,16 +17,26 @@ from the environment); rank 0 picks the run directory and the checkpoint, and al
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from binsight.config.loader import ConfigError, dump_yaml, load_config
 from binsight.config.schemas import TrainConfig
 from binsight.errors import BinsightError
+from binsight.faults import Faults
+from binsight.tracking import Tracker, log_files, open_tracker
+from binsight.training.checkpoint import has_checkpoint, holds_run
+from binsight.training.protocol import WorkerEnv
+from binsight.utils.signals import StopFlag, stop_on_signals
+
+if TYPE_CHECKING:
+    from binsight.training.trainer import EpochCallback, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +109,7 @@ def _new_run_dir(cfg: TrainConfig, out: str | Path | None, project: str | Path) 
     if out is None:
         return next_run_dir(project, "train", cfg.name)
     run_dir = Path(out)
-    if (run_dir / "config.yaml").exists() or (run_dir / "weights").exists():
+    if holds_run(run_dir):
         raise BinsightError(
             f"{run_dir} already holds a training run; continue it with `binsight train --resume {run_dir}` "
             "or choose another --out"
@@ -113,14 +123,18 @@ def train(
     out: str | Path | None = None,
     project: str | Path = "runs",
     resume: str | Path | None = None,
-    dist=None,
-    stop=None,
-    on_epoch_end=(),
+    worker: WorkerEnv | None = None,
+    stop: StopFlag | None = None,
+    on_epoch_end: Sequence[EpochCallback] = (),
     start_time: float | None = None,
     handle_signals: bool = True,
     auto_resume: bool = False,
+    faults: Faults | None = None,
 ) -> TrainResult:
-    """Train a model as configured and write the run directory.
+    """Train a model as configured in this process and write the run directory.
+
+    Callers outside the training package use :func:`binsight.training.job.run_training_job`, which also
+    starts workers and reads the worker environment; this is the part that runs inside one worker.
 
     Args:
         cfg: the training config; ``cfg.data`` is the split folder.
@@ -128,14 +142,15 @@ def train(
         project: root of auto-numbered run directories.
         resume: a run directory to continue from its ``weights/last.pt`` (``cfg`` should come from
             :func:`resume_config`).
-        dist: a :class:`~binsight.training.distributed.Dist` (default: from ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``
-            when a launcher set them, joining the process group; else a single process).
-        stop: a :class:`~binsight.training.signals.StopFlag` the caller may set to stop at the next batch.
+        worker: this process's place in the job (default: a single process); with several ranks the
+            process group is joined here.
+        stop: a :class:`~binsight.utils.signals.StopFlag` the caller may set to stop at the next batch.
         on_epoch_end: callables ``(epoch, row)`` after each epoch (tuning reports and prunes here).
         start_time: ``time.monotonic()`` when the job started; ``max_runtime`` counts from it.
         handle_signals: turn SIGTERM/SIGINT into a checkpoint-and-stop (main thread only).
         auto_resume: when ``out`` already holds this run with a checkpoint, continue it (worker restarts,
             spot instances) instead of refusing; its config must match ``cfg`` apart from :data:`RESUMABLE_KEYS`.
+        faults: test seams (inert unless a test enables them).
 
     Returns:
         The run's :class:`TrainResult`.
@@ -144,29 +159,29 @@ def train(
         Interrupted: stopped by a signal, ``stop`` or ``max_runtime`` after saving ``weights/last.pt``.
         DataError, CheckpointError, BinsightError: bad data, damaged checkpoints, bad arguments.
     """
-    import contextlib
-
     from binsight.training import distributed as D
-    from binsight.training.signals import StopFlag, stop_on_signals
 
+    worker = worker or WorkerEnv()
     stop = stop or StopFlag()
     if not cfg.data:
         raise BinsightError("no training data: pass --data SPLITDIR (a folder made by `binsight data split`)")
     cfg = replace(cfg, data=str(Path(cfg.data).resolve()))
+    dist = worker.dist
     joined = False
-    if dist is None:
-        dist = D.dist_from_env()
-        if dist.distributed and not D.is_initialized():
-            from binsight.training.runtime import resolve_device
+    if dist.distributed and not D.is_initialized():
+        from binsight.training.runtime import resolve_device
 
-            D.init_process_group(dist, resolve_device(cfg.device, dist))
-            joined = True
+        D.init_process_group(dist, resolve_device(cfg.device, dist))
+        joined = True
     if not dist.is_main:
         os.environ["BINSIGHT_NO_PROGRESS"] = "1"  # one progress bar and one log per job: rank 0's
         logging.getLogger("binsight").setLevel(logging.WARNING)
+    tracker: Tracker | None = None
     try:
-        trainer = _prepare(cfg, out, project, resume, dist, stop, on_epoch_end, start_time, auto_resume)
-        guard = stop_on_signals(stop) if handle_signals else contextlib.nullcontext()
+        trainer = _prepare(cfg, out, project, resume, worker, auto_resume, stop, on_epoch_end, start_time, faults)
+        if dist.is_main:
+            tracker = _start_tracking(cfg, trainer)
+        guard = stop_on_signals(stop) if handle_signals else contextlib.nullcontext(stop)
         with guard:
             result = trainer.fit()
         run_dir, data = trainer.run_dir, trainer.data
@@ -177,6 +192,15 @@ def train(
             export_artifact(trainer, run_dir, result.best_epoch)
             write_plots(run_dir, result.history, result.best_metrics, data.class_labels)
         D.barrier()  # no rank reports success before the artifact exists
+        if tracker is not None:
+            log_files(tracker, run_dir, ("config.yaml", "metrics.csv", "*.png"))
+            tracker.log_artifacts(artifact_dir, "model")
+            tracker.close()
+            tracker = None
+    except BaseException:
+        if tracker is not None:
+            tracker.close("KILLED")  # stopped (resumable) or failed: MLflow shows it as not finished
+        raise
     finally:
         if joined:
             D.destroy_process_group()
@@ -191,55 +215,81 @@ def train(
     return TrainResult(run_dir, artifact_dir, result.best_epoch, best, result.history, result.stopped_early)
 
 
-def _prepare(cfg, out, project, resume, dist, stop, on_epoch_end, start_time, auto_resume):
+def _start_tracking(cfg: TrainConfig, trainer: Trainer) -> Tracker | None:
+    """Open the run's tracker (``cfg.tracking``), log the config and hook per-epoch metrics."""
+    from binsight.config.loader import to_dict
+
+    tracker = open_tracker(cfg.tracking, trainer.run_dir, trainer.run_dir.name, {"binsight.model": cfg.model})
+    if tracker is not None:
+        active = tracker
+        active.log_params(to_dict(cfg))
+        trainer.on_epoch_end.append(lambda epoch, row: active.log_metrics(row, step=epoch))
+    return tracker
+
+
+def _prepare(
+    cfg: TrainConfig,
+    out: str | Path | None,
+    project: str | Path,
+    resume: str | Path | None,
+    worker: WorkerEnv,
+    auto_resume: bool,
+    stop: StopFlag,
+    on_epoch_end: Sequence[EpochCallback],
+    start_time: float | None,
+    faults: Faults | None,
+) -> Trainer:
     """Run directory, data and a :class:`Trainer` (restored when resuming), the same on every rank.
 
     Rank 0 alone decides the run directory and reads the checkpoint; the other ranks get both by broadcast,
     so every rank continues from the same file even when one is being rewritten, and errors reach all ranks.
     """
     from binsight.training import distributed as D
-    from binsight.training.data import load_split_data
+    from binsight.training.data import SplitData, load_split_data
     from binsight.training.trainer import Trainer
     from binsight.utils.io import atomic_write_text
 
-    def choose_run_dir() -> tuple[str, bool]:
+    dist = worker.dist
+
+    def choose_run_dir() -> tuple[str, bool, bool]:
+        """(run directory, resuming, whether this call created the folder)."""
         if resume is not None:
-            return str(resolve_run_dir(resume)), True
-        if auto_resume and out is not None and _has_checkpoint(Path(out)):
+            return str(resolve_run_dir(resume)), True, False
+        if auto_resume and out is not None and has_checkpoint(Path(out)):
             _check_same_run(Path(out), cfg)
             log.info("%s holds this run with a checkpoint: resuming it", out)
-            return str(Path(out)), True
+            return str(Path(out)), True, False
         if auto_resume and out is not None:
             Path(out).mkdir(parents=True, exist_ok=True)  # a run that died before its first checkpoint
-            run_dir = Path(out)
-        else:
-            run_dir = _new_run_dir(cfg, out, project)
-        return str(run_dir), False
+            return str(Path(out)), False, False
+        existed = out is not None and Path(out).exists()
+        return str(_new_run_dir(cfg, out, project)), False, not existed
 
-    run_dir, resuming = D.run_on_main(choose_run_dir, dist)
-    run_dir = Path(run_dir)
+    chosen, resuming, created = D.run_on_main(choose_run_dir, dist)
+    run_dir = Path(chosen)
     if dist.is_main:
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
     log.info("run directory: %s", run_dir)
 
     # One process per machine decodes into the cache; the others then hit it.
-    def load():
+    def load() -> SplitData:
         return load_split_data(cfg.data, cfg.img_size, cfg.resize, cfg.cache_dir, workers=cfg.num_workers)
 
-    data = D.run_on_local_first(load, dist)
-    trainer = Trainer(cfg, data, run_dir, dist=dist, stop=stop, on_epoch_end=on_epoch_end, start_time=start_time)
+    try:
+        data = D.run_on_local_first(load, dist)
+    except BaseException:
+        if created and dist.is_main:  # a start that failed on its data leaves no folder and frees the number
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    trainer = Trainer(cfg, data, run_dir, worker, stop, on_epoch_end, start_time, faults)
     if resuming:
         state, path = D.run_on_main(lambda: trainer.checkpoints.load_latest(), dist)
         trainer.load_state_dict(state, path)
-        log.info(
-            "resuming from %s: epoch %d, batch %d, step %d", path, trainer.epoch, trainer.batch_in_epoch, trainer.step
-        )
+        st = trainer.state
+        log.info("resuming from %s: epoch %d, batch %d, step %d", path, st.epoch, st.batch_in_epoch, st.step)
     return trainer
-
-
-def _has_checkpoint(run_dir: Path) -> bool:
-    weights = run_dir / "weights"
-    return (weights / "last.pt").exists() or (weights / "last.prev.pt").exists()
 
 
 def _check_same_run(run_dir: Path, cfg: TrainConfig) -> None:
@@ -257,7 +307,7 @@ def _check_same_run(run_dir: Path, cfg: TrainConfig) -> None:
         )
 
 
-def export_artifact(trainer, run_dir: Path, best_epoch: int) -> Path:
+def export_artifact(trainer: Trainer, run_dir: Path, best_epoch: int) -> Path:
     """Write ``run_dir/artifact`` from ``weights/best.pt`` with the model, preprocessing and best val metrics."""
     from binsight import __version__
     from binsight.inference.artifact import ArtifactMeta, save_artifact

@@ -1,11 +1,10 @@
-"""Process-level training settings: device, bf16 autocast, seeds, deterministic mode, RNG state, time budget."""
+"""Process-level training settings: device, bf16 autocast, seeds, deterministic mode, RNG state."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,7 +38,7 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None):
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
     """An autocast context for ``dtype``, or a no-op when it is None."""
     if dtype is None:
         return contextlib.nullcontext()
@@ -75,7 +74,7 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
 def rng_state() -> dict[str, Any]:
     """Every global RNG's state (Python, numpy, torch CPU and CUDA)."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
@@ -86,47 +85,3 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-class TimeBudget:
-    """Decides when to stop so that a checkpoint is on disk before ``max_runtime`` seconds have passed.
-
-    Costs are learned as the run goes: an exponential average of the batch time, the last validation time
-    and the slowest checkpoint save. A stop is due when the next piece of work plus a save plus a safety margin
-    would cross the limit.
-    """
-
-    def __init__(self, max_runtime: float, start: float | None = None) -> None:
-        self.limit = float(max_runtime)
-        self.start = time.monotonic() if start is None else start
-        self.batch_seconds = 0.0
-        self.save_seconds = 1.0  # a first guess until a save has been timed
-        self._save_timed = False
-        self.val_seconds: float | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self.limit > 0
-
-    @property
-    def margin(self) -> float:
-        return max(0.5, 0.02 * self.limit)
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
-
-    def record_batch(self, seconds: float) -> None:
-        self.batch_seconds = seconds if self.batch_seconds == 0 else 0.8 * self.batch_seconds + 0.2 * seconds
-
-    def record_save(self, seconds: float) -> None:
-        self.save_seconds = max(self.save_seconds, seconds) if self._save_timed else seconds
-        self._save_timed = True
-
-    def record_validation(self, seconds: float) -> None:
-        self.val_seconds = seconds
-
-    def would_exceed(self, next_work: float) -> bool:
-        """True when ``next_work`` seconds plus a checkpoint save would not fit before the limit."""
-        if not self.enabled:
-            return False
-        return self.elapsed() + next_work + self.save_seconds + self.margin > self.limit

@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,13 +69,14 @@ class SageMakerEnv:
         return nproc or (self.num_gpus if self.num_gpus > 0 else 1)
 
 
-def sagemaker_env(env: dict[str, str] | None = None) -> SageMakerEnv | None:
+def sagemaker_env(env: Mapping[str, str] | None = None) -> SageMakerEnv | None:
     """The SageMaker environment, or None outside a SageMaker training container (no ``SM_HOSTS``).
 
     Raises:
         BinsightError: ``SM_HOSTS`` is not a JSON list or ``SM_CURRENT_HOST`` is not in it.
     """
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
     if "SM_HOSTS" not in env:
         return None
     try:
@@ -82,7 +84,7 @@ def sagemaker_env(env: dict[str, str] | None = None) -> SageMakerEnv | None:
         assert isinstance(hosts, list) and hosts and all(isinstance(h, str) for h in hosts)
     except (ValueError, AssertionError):
         raise BinsightError(f'SM_HOSTS={env["SM_HOSTS"]!r} is not a JSON list of host names like ["algo-1"]') from None
-    current = env.get("SM_CURRENT_HOST", hosts[0])
+    current = str(env.get("SM_CURRENT_HOST", hosts[0]))
     if current not in hosts:
         raise BinsightError(f"SM_CURRENT_HOST={current!r} is not one of SM_HOSTS {hosts}")
     channels = {
@@ -203,14 +205,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def sagemaker_train_args(sm: SageMakerEnv, argv: list[str]) -> list[str]:
     """The ``binsight train`` arguments for this job: data, run directory, launcher options, hyperparameters."""
-    from binsight.training.distributed import launched_by_torchrun
+    from binsight.training.protocol import WorkerEnv
 
+    torchrun = WorkerEnv.from_env().torchrun
     name = os.environ.get("TRAINING_JOB_NAME", "sagemaker")
     args = ["--data", str(prepare_split(sm)), "--out", str(run_dir_for(sm, name)), "--auto-resume", *argv]
     args += ["--publish-sagemaker"]
-    if not launched_by_torchrun() and "--nproc" not in argv and len(sm.hosts) * sm.workers_per_host() > 1:
+    if not torchrun and "--nproc" not in argv and len(sm.hosts) * sm.workers_per_host() > 1:
         args += ["--nproc", str(sm.workers_per_host())]
-    if not launched_by_torchrun() and len(sm.hosts) > 1:
+    if not torchrun and len(sm.hosts) > 1:
         os.environ.setdefault("MASTER_ADDR", sm.master_addr)
         port = int(os.environ.get("MASTER_PORT", MASTER_PORT))
         args += [

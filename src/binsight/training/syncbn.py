@@ -12,6 +12,8 @@ artifacts) are unchanged; outside training or a process group it is plain BatchN
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 from torch import nn
 
@@ -20,13 +22,13 @@ class _AllReduceSum(torch.autograd.Function):
     """Sum over ranks; the gradient of a sum over ranks is the sum over ranks of the gradients."""
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # noqa: ARG004 - autograd signature
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:  # noqa: ARG004 - autograd signature
         out = tensor.clone()
         torch.distributed.all_reduce(out)
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ARG004 - autograd signature
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # noqa: ARG004 - autograd signature
         grad = grad.clone()
         torch.distributed.all_reduce(grad)
         return grad
@@ -51,23 +53,25 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
             y = y * self.weight.view(1, c, 1, 1) + self.bias.view(1, c, 1, 1)
         if self.track_running_stats:
             self._update_running_stats(mean.detach(), var.detach(), float(n))
-        return y.to(x.dtype)
+        return cast(torch.Tensor, y.to(x.dtype))
 
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, n: float) -> None:
         # The same rule as F.batch_norm: unbiased variance, momentum (or a cumulative average when None).
-        self.num_batches_tracked.add_(1)
-        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+        assert tracked is not None and running_mean is not None and running_var is not None  # track_running_stats
+        tracked.add_(1)
+        factor = 1.0 / float(tracked) if self.momentum is None else self.momentum
         unbiased = var * (n / max(n - 1.0, 1.0))
-        self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
-        self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
+        running_mean.mul_(1 - factor).add_(mean.to(running_mean.dtype), alpha=factor)
+        running_var.mul_(1 - factor).add_(unbiased.to(running_var.dtype), alpha=factor)
 
 
 def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     """Replace every BatchNorm2d of ``module`` by a synchronised one: ``nn.SyncBatchNorm`` on CUDA, else
     :class:`GlobalBatchNorm2d`. Weights and running statistics are carried over; returns the module."""
     if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        return cast(nn.Module, nn.SyncBatchNorm.convert_sync_batchnorm(module))  # type: ignore[no-untyped-call]
     return _convert_cpu(module)
 
 
@@ -85,9 +89,8 @@ def _convert_cpu(module: nn.Module) -> nn.Module:
                 out.weight.requires_grad_(module.weight.requires_grad)
                 out.bias.requires_grad_(module.bias.requires_grad)
             if module.track_running_stats:
-                out.running_mean.copy_(module.running_mean)
-                out.running_var.copy_(module.running_var)
-                out.num_batches_tracked.copy_(module.num_batches_tracked)
+                for buffer in ("running_mean", "running_var", "num_batches_tracked"):
+                    getattr(out, buffer).copy_(getattr(module, buffer))
         out.train(module.training)
     for name, child in module.named_children():
         out.add_module(name, _convert_cpu(child))

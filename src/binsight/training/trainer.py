@@ -1,16 +1,17 @@
-"""The training loop: :meth:`Trainer.fit` runs epochs of :meth:`Trainer.train_one_epoch` and
-:meth:`Trainer.evaluate`, with early stopping on validation macro-F1, best/last checkpoints and safe stops.
+"""The training loop: :meth:`Trainer.fit` runs epochs of :meth:`Trainer.train_one_epoch` and validation, with
+early stopping on validation macro-F1, best/last checkpoints and safe stops.
 
-A stop request (SIGTERM/SIGINT via :mod:`binsight.training.signals`, or the ``max_runtime`` budget) is
-honoured after the current batch: the full state (model, optimizer, step, RNG states including the sampler's
-epoch-start state, early-stopping state, history and the partial epoch's sums) goes to ``weights/last.pt`` and
+The trainer composes parts that own their data: :class:`~binsight.training.state.TrainingState` (progress,
+sums, early stopping, history, generators), :class:`~binsight.training.validation.Validator` and
+:class:`~binsight.training.stopping.StopPolicy` (stop requests and the ``max_runtime`` budget). It owns the
+model, loss and optimizer, and builds the checkpoint (:meth:`Trainer.state_dict`).
+
+A stop request (SIGTERM/SIGINT via :func:`~binsight.utils.signals.stop_on_signals`, or the ``max_runtime``
+budget) is honoured after the current batch: the full state goes to ``weights/last.pt`` and
 :class:`~binsight.errors.Interrupted` is raised. Resuming from it replays the rest of the epoch exactly.
 
-What lives where: this module holds the :class:`Trainer` (set-up, the epoch/batch loop, the end-of-epoch
-bookkeeping); the checkpoint state (``state_dict``/``load_state_dict``), ``last.pt`` and the stops come from
-:mod:`binsight.training.trainer_state`, :meth:`Trainer.evaluate` from :mod:`binsight.training.validation`, and
-the validation shards (:func:`~binsight.training.distributed.shard_bounds`) from
-:mod:`binsight.training.distributed`.
+Hooks for numerics live in :meth:`Trainer._train_step` (autocast around the forward pass, the backward pass and
+the optimizer step) and in :class:`~binsight.training.validation.Validator` (autocast around validation).
 """
 
 from __future__ import annotations
@@ -19,58 +20,46 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
+from binsight.config.loader import to_dict
 from binsight.config.schemas import TrainConfig
+from binsight.errors import CheckpointError
+from binsight.faults import Faults
 from binsight.training.checkpoint import CheckpointManager
 from binsight.training.data import SplitData, balanced_weights, batch_slices, epoch_order, gather
-from binsight.training.distributed import (
-    Dist,
-    all_reduce_grads,
-    any_flags,
-    barrier,
-    broadcast_object,
-    unwrap,
-)
-from binsight.training.distributed import shard_bounds as _shard_bounds  # noqa: F401 - the name tests import
+from binsight.training.distributed import all_gather_object, all_reduce_grads, barrier, broadcast_object, unwrap
 from binsight.training.optim import LRSchedule, build_optimizer
-from binsight.training.records import BestSoFar, EpochSums, FitResult, write_metrics_csv
-from binsight.training.runtime import (
-    TimeBudget,
-    amp_dtype,
-    autocast,
-    deterministic_mode,
-    resolve_device,
-    seed_everything,
-)
-from binsight.training.signals import StopFlag
-from binsight.training.trainer_state import (
-    CHECKPOINT_FORMAT,  # noqa: F401 - importable from here as before
-    OTHER_RANK,
-    TrainerStateMixin,
-)
-from binsight.training.validation import ValidationMixin
+from binsight.training.protocol import WorkerEnv
+from binsight.training.records import FitResult, write_metrics_csv
+from binsight.training.runtime import amp_dtype, autocast, deterministic_mode, resolve_device, seed_everything
+from binsight.training.state import TrainingState
+from binsight.training.stopping import StopPolicy, TimeBudget
+from binsight.training.validation import Validator
 from binsight.utils.progress import progress
+from binsight.utils.signals import StopFlag
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_FORMAT = 1
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
-class Trainer(TrainerStateMixin, ValidationMixin):
+class Trainer:
     """One training run over decoded data, writing into ``run_dir``.
 
     Args:
         cfg: the validated training config.
         data: decoded train/val splits.
         run_dir: the run directory (``weights/`` and ``metrics.csv`` go there; only the main process writes).
-        dist: rank and world size.
+        worker: this process's place in the job (rank, world size, a waiting launcher); default: one process.
         stop: stop flag set by signal handlers or by the caller.
         on_epoch_end: callables ``(epoch, row)`` after each epoch's checkpoint; they may raise (e.g. to prune).
-        start_time: ``time.monotonic()`` at process start, the origin of ``max_runtime``.
+        start_time: ``time.monotonic()`` at the job's start, the origin of ``max_runtime``.
+        faults: test seams (inert unless a test enables them).
     """
 
     def __init__(
@@ -78,20 +67,23 @@ class Trainer(TrainerStateMixin, ValidationMixin):
         cfg: TrainConfig,
         data: SplitData,
         run_dir: Path,
-        dist: Dist | None = None,
+        worker: WorkerEnv | None = None,
         stop: StopFlag | None = None,
         on_epoch_end: Sequence[EpochCallback] = (),
         start_time: float | None = None,
+        faults: Faults | None = None,
     ) -> None:
         from binsight.data.transforms import TrainPreset, train_transform
         from binsight.models import create_model
         from binsight.training.losses import build_loss
 
         self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
-        self.dist = dist or Dist()
+        self.worker = worker or WorkerEnv()
+        self.dist = self.worker.dist
         self.stop = stop or StopFlag()
         self.on_epoch_end = list(on_epoch_end)
-        self.budget = TimeBudget(cfg.max_runtime, start_time)
+        self.faults = faults or Faults()
+        self.stopper = StopPolicy(self.stop, TimeBudget(cfg.max_runtime, start_time), self.worker)
         self.checkpoints = CheckpointManager(self.run_dir / "weights")
         self.device = resolve_device(cfg.device, self.dist)
         self.amp = amp_dtype(cfg.amp, self.device)
@@ -99,7 +91,8 @@ class Trainer(TrainerStateMixin, ValidationMixin):
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
 
         seed_everything(cfg.seed)
-        model = create_model(cfg.model, data.num_classes, weights=cfg.weights, head=cfg.head)
+        # A BinCounter; Any because batch-norm conversion may give it back as a plain Module.
+        model: Any = create_model(cfg.model, data.num_classes, weights=cfg.weights, head=cfg.head)
         self.mean, self.std = list(model.default_cfg["mean"]), list(model.default_cfg["std"])
         if cfg.freeze_backbone:
             for p in model.backbone.parameters():
@@ -123,28 +116,18 @@ class Trainer(TrainerStateMixin, ValidationMixin):
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.transform = train_transform(TrainPreset(cfg.augment, self.mean, self.std))
         self.sample_weights = balanced_weights(data.train_targets, data.num_classes) if cfg.balance else None
-        self.sampler_gen = torch.Generator().manual_seed(cfg.seed + 1)
-        # Each rank augments its own shard: distinct streams (rank 0's is the single-process one).
-        self.aug_gen = torch.Generator().manual_seed(cfg.seed + 2 + 1_000_003 * self.dist.rank)
+        self.state = TrainingState.start(cfg.seed, self.dist.rank, cfg.lr)
         if self.dist.rank > 0:
             seed_everything(cfg.seed + 1_000_003 * self.dist.rank)  # e.g. dropout masks; weights came from rank 0
         self.batches_per_epoch = len(batch_slices(torch.arange(len(data.train)), cfg.batch_size, cfg.max_train_batches))
         self.schedule = LRSchedule(
             cfg.scheduler, self.batches_per_epoch, cfg.epochs, cfg.warmup_epochs, cfg.step_size, cfg.step_gamma
         )
-        self.epoch = 0  # finished epochs
-        self.batch_in_epoch = 0  # finished batches of the current epoch
-        self.step = 0  # optimizer steps so far
-        self.lr = cfg.lr
-        self.epoch_sampler_state = self.sampler_gen.get_state()
-        self.sums = EpochSums()
-        self.best = BestSoFar()
-        self.history: list[dict[str, Any]] = []
-        self.finished = False
-        self.stopped_early = False
+        self.validator = Validator(
+            data, self.dist, self.device, self.amp, self.loss_fn, self.mean, self.std,
+            cfg.batch_size, cfg.tta, self.channels_last,
+        )  # fmt: skip
         self._train_feats: np.ndarray | None = None
-        self._val_feats: np.ndarray | None = None
-        self._val_feats_flip: np.ndarray | None = None
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """DistributedDataParallel around ``model`` when data-parallel (not for a frozen backbone, whose head
@@ -158,30 +141,34 @@ class Trainer(TrainerStateMixin, ValidationMixin):
         import inspect
 
         params = inspect.signature(DistributedDataParallel.__init__).parameters
-        sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+        sync: dict[str, Any] = (
+            {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+        )
         return DistributedDataParallel(model, device_ids=ids, **sync)
 
     # --- loop --------------------------------------------------------------------------------------------------
 
     def fit(self) -> FitResult:
         """Train until ``epochs``, early stopping, or a stop request (which raises Interrupted)."""
+        st = self.state
         with deterministic_mode(self.cfg.deterministic):
             if self.use_features:
                 self._prepare_features()
-            while not self.finished and self.epoch < self.cfg.epochs:
+            while not st.finished and st.epoch < self.cfg.epochs:
                 self._run_epoch()
-        return FitResult(self.history, self.best.epoch, self.best.metrics, self.stopped_early)
+        return FitResult(st.history, st.best.epoch, st.best.metrics, st.stopped_early)
 
     def _set_train_mode(self) -> None:
         self.model.train()
         if self.cfg.freeze_backbone:
-            unwrap(self.model).backbone.eval()  # frozen BatchNorm statistics, as in the feature cache
+            cast(Any, unwrap(self.model)).backbone.eval()  # frozen BatchNorm statistics, as in the feature cache
 
     def _prepare_features(self) -> None:
         from binsight.training.features import cached_features
 
-        common = dict(
-            model=unwrap(self.model),
+        net: Any = unwrap(self.model)
+        common: dict[str, Any] = dict(
+            model=net,
             model_name=self.cfg.model,
             mean=self.mean,
             std=self.std,
@@ -194,69 +181,61 @@ class Trainer(TrainerStateMixin, ValidationMixin):
         if not first:
             barrier()
         self._train_feats, _ = cached_features(decoded=self.data.train, desc="features train", **common)
-        self._val_feats, _ = cached_features(decoded=self.data.val, desc="features val", **common)
+        val, _ = cached_features(decoded=self.data.val, desc="features val", **common)
+        flipped = None
         if self.cfg.tta:
-            self._val_feats_flip, _ = cached_features(decoded=self.data.val, flip=True, desc="features val", **common)
+            flipped, _ = cached_features(decoded=self.data.val, flip=True, desc="features val", **common)
+        self.validator.use_features(val, flipped)
         if first:
             barrier()
 
     def _run_epoch(self) -> None:
-        cfg, e = self.cfg, self.epoch
-        resuming = self.batch_in_epoch > 0
-        if resuming:
-            self.sampler_gen.set_state(self.epoch_sampler_state)  # replay this epoch's order
-        else:
-            self.epoch_sampler_state = self.sampler_gen.get_state()
-            self.sums = EpochSums()
-        order = epoch_order(len(self.data.train), self.sampler_gen, self.sample_weights)
+        cfg, st = self.cfg, self.state
+        st.begin_epoch()
+        order = epoch_order(len(self.data.train), st.sampler_gen, self.sample_weights)
         batches = batch_slices(order, cfg.batch_size, cfg.max_train_batches)
         self.train_one_epoch(batches)
 
-        if any_flags(self.budget.would_exceed(self._validation_estimate()))[0]:
-            self._stop_now("max_runtime")
+        reason = self.stopper.before_validation(cfg.batch_size, len(self.data.val))
+        if reason:
+            self._stop_now(reason)
         t0 = time.monotonic()
-        val = self.evaluate()
-        self.budget.record_validation(time.monotonic() - t0)
-        self._finish_epoch(e, val, time.monotonic() - t0)
+        val = self.validator.evaluate(self.model)
+        self._set_train_mode()
+        self.stopper.budget.record_validation(time.monotonic() - t0)
+        self._finish_epoch(val, time.monotonic() - t0)
 
     def train_one_epoch(self, batches: Sequence[torch.Tensor]) -> None:
-        """Train on ``batches`` from ``self.batch_in_epoch`` on, honouring stop requests after each batch."""
+        """Train on ``batches`` from the state's ``batch_in_epoch`` on, honouring stop requests after each batch."""
+        st, budget = self.state, self.stopper.budget
         self._set_train_mode()
         bar = progress(
             total=len(batches),
-            initial=self.batch_in_epoch,
-            desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+            initial=st.batch_in_epoch,
+            desc=f"epoch {st.epoch + 1}/{self.cfg.epochs}",
             unit="batch",
             leave=False,
         )
         try:
-            for b in range(self.batch_in_epoch, len(batches)):
+            for b in range(st.batch_in_epoch, len(batches)):
                 t0 = time.monotonic()
                 loss_sum, correct, n = self._train_step(batches[b])
                 dt = time.monotonic() - t0
-                self.sums.loss += loss_sum
-                self.sums.correct += correct
-                self.sums.seen += n
-                self.sums.seconds += dt
-                self.batch_in_epoch = b + 1
-                self.budget.record_batch(dt)
+                st.record_batch(loss_sum, correct, n, dt)
+                budget.record_batch(dt)
                 bar.update(1)
-                bar.set_postfix(loss=f"{self.sums.loss / self.sums.seen:.4f}", img_s=f"{n / max(dt, 1e-9):.0f}")
+                bar.set_postfix(loss=f"{st.sums.loss / st.sums.seen:.4f}", img_s=f"{n / max(dt, 1e-9):.0f}")
                 # One all-reduce per step: a signal or time limit on any rank stops every rank at this batch.
-                signalled, out_of_time = any_flags(
-                    self.stop.requested,
-                    b + 1 < len(batches) and self.budget.would_exceed(self.budget.batch_seconds * 1.5),
-                )
-                if signalled:
-                    self._stop_now(self.stop.reason or OTHER_RANK)
-                if out_of_time:
-                    self._stop_now("max_runtime")
+                reason = self.stopper.after_batch(more_batches=b + 1 < len(batches))
+                if reason:
+                    self._stop_now(reason)
         finally:
             bar.close()
 
     def _train_step(self, idx: torch.Tensor) -> tuple[float, int, int]:
         """One optimizer step on the global batch ``idx`` (this rank trains on its contiguous share of it)."""
-        model, cfg = self.model, self.cfg
+        model, cfg, st = self.model, self.cfg, self.state
+        net: Any = unwrap(model)
         scale = 1.0
         if self.dist.distributed:
             global_y = torch.from_numpy(self.data.train_targets[idx.numpy()])
@@ -267,20 +246,20 @@ class Trainer(TrainerStateMixin, ValidationMixin):
             local_y = global_y[:0] if idx.numel() == 0 else torch.from_numpy(self.data.train_targets[idx.numpy()])
             scale = self.dist.world_size * self._normaliser(local_y) / self._normaliser(global_y)
         y = torch.from_numpy(self.data.train_targets[idx.numpy()]).to(self.device)
-        self.lr = self.schedule.apply(self.optimizer, cfg.lr, self.step)
-        if self.use_features:
+        st.lr = self.schedule.apply(self.optimizer, cfg.lr, st.step)
+        if self._train_feats is not None:
             feats = gather(self._train_feats, idx).to(self.device)
             with autocast(self.device, self.amp):
-                out = unwrap(model).forward_head(feats)
+                out = net.forward_head(feats)
         else:
-            x = self.transform(gather(self.data.train.images, idx).to(self.device, non_blocking=True), self.aug_gen)
+            x = self.transform(gather(self.data.train.images, idx).to(self.device, non_blocking=True), st.aug_gen)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.amp):
                 if cfg.freeze_backbone:
                     with torch.no_grad():
-                        feats = unwrap(model).features(x)
-                    out = unwrap(model).forward_head(feats)
+                        feats = net.features(x)
+                    out = net.forward_head(feats)
                 else:
                     out = model(x)
         out = out.float()
@@ -288,14 +267,14 @@ class Trainer(TrainerStateMixin, ValidationMixin):
         loss = self.loss_fn(out, y) if n else out.sum() * 0.0  # an empty shard still joins the all-reduce
         self.optimizer.zero_grad(set_to_none=True)
         (loss * scale if scale != 1.0 else loss).backward()
-        if self.dist.distributed and model is unwrap(model):
+        if self.dist.distributed and model is net:
             all_reduce_grads(self.trainable, self.dist.world_size)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
         self.optimizer.step()
-        self.step += 1
+        st.step += 1
         with torch.no_grad():
-            pred = unwrap(model).probabilities(out.detach()).argmax(1)
+            pred = net.probabilities(out.detach()).argmax(1)
         return float(loss.item()) * n, int((pred == y).sum().item()), n
 
     def _normaliser(self, y: torch.Tensor) -> float:
@@ -307,47 +286,38 @@ class Trainer(TrainerStateMixin, ValidationMixin):
             return float(y.numel())
         return float(weight.detach().cpu()[y].sum())
 
-    def _finish_epoch(self, e: int, val: dict[str, Any], val_seconds: float) -> None:
-        cfg = self.cfg
-        sums = self._global_sums()
+    def _finish_epoch(self, val: dict[str, Any], val_seconds: float) -> None:
+        cfg, st = self.cfg, self.state
+        sums = st.global_sums(self.dist)
         row = {
-            "epoch": e + 1,
+            "epoch": st.epoch + 1,
             "train_loss": sums.loss / max(1, sums.seen),
             "train_acc": sums.correct / max(1, sums.seen),
             "val_loss": val["loss"],
             "val_acc": val["accuracy"],
             "val_macro_f1": val["macro_f1"],
-            "lr": self.lr,
+            "lr": st.lr,
             "seconds": round(sums.seconds + val_seconds, 3),
         }
-        self.history.append(row)
-        improved = val["macro_f1"] > self.best.f1
-        if improved:
-            self.best = BestSoFar(epoch=e + 1, f1=val["macro_f1"], metrics=val, bad_epochs=0)
-        else:
-            self.best.bad_epochs += 1
-        self.epoch, self.batch_in_epoch = e + 1, 0
-        self.sums = EpochSums()
-        if cfg.patience > 0 and self.best.bad_epochs >= cfg.patience and self.epoch < cfg.epochs:
-            self.stopped_early = True
+        improved = st.end_epoch(row, val, cfg.patience, cfg.epochs)
         # Every rank computed the same metrics, but the decision is rank 0's so no rank can go on alone.
-        self.stopped_early = broadcast_object(self.stopped_early)
-        self.finished = self.stopped_early or self.epoch >= cfg.epochs
+        st.stopped_early = broadcast_object(st.stopped_early)
+        st.finished = st.stopped_early or st.epoch >= cfg.epochs
         if self.dist.is_main and improved:
             self.checkpoints.save_best(
                 {
                     "model": unwrap(self.model).state_dict(),
-                    "epoch": e + 1,
+                    "epoch": st.epoch,
                     "metrics": val,
                     "classes": self.data.classes,
                 }
             )
         self._save_last()
         if self.dist.is_main:
-            write_metrics_csv(self.run_dir / "metrics.csv", self.history)
+            write_metrics_csv(self.run_dir / "metrics.csv", st.history)
         log.info(
             "epoch %d/%d  train_loss %.4f acc %.3f | val_loss %.4f acc %.3f macro_f1 %.3f%s | lr %.3g | %.1fs",
-            e + 1,
+            st.epoch,
             cfg.epochs,
             row["train_loss"],
             row["train_acc"],
@@ -358,19 +328,77 @@ class Trainer(TrainerStateMixin, ValidationMixin):
             row["lr"],
             row["seconds"],
         )
-        if self.stopped_early:
+        if st.stopped_early:
             log.info(
                 "early stopping: no better validation macro-F1 for %d epochs (best: epoch %d)",
                 cfg.patience,
-                self.best.epoch,
+                st.best.epoch,
             )
+        self.faults.at_epoch_end(st.epoch, self.stop)
         for callback in self.on_epoch_end:
-            callback(e + 1, row)
-        if not self.finished:
-            signalled, out_of_time = any_flags(
-                self.stop.requested, self.budget.would_exceed(self.budget.batch_seconds * 1.5)
+            callback(st.epoch, row)
+        if not st.finished:
+            reason = self.stopper.after_epoch()
+            if reason:
+                self._stop_now(reason, saved=True)
+
+    # --- checkpoint ----------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs: config, classes, data hash, model, optimizer and the training state."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": to_dict(self.cfg),
+            "classes": self.data.classes,
+            "data_hash": self.data.data_hash,
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            **self.state.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: Path | str = "checkpoint") -> None:
+        """Restore a :meth:`state_dict` (from ``source``, named in errors)."""
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{source}: checkpoint format {state.get('format')!r} is not supported")
+        if list(state["classes"]) != list(self.data.classes):
+            raise CheckpointError(f"{source}: trained on classes {state['classes']}, the data has {self.data.classes}")
+        if state["data_hash"] != self.data.data_hash:
+            raise CheckpointError(
+                f"{source}: trained on other data (training manifest hash {state['data_hash'][:12]}…, "
+                f"the split has {self.data.data_hash[:12]}…); resume with the run's own split"
             )
-            if signalled:
-                self._stop_now(self.stop.reason or OTHER_RANK, saved=True)
-            if out_of_time:
-                self._stop_now("max_runtime", saved=True)
+        unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.state.load_state_dict(state, self.dist, self.cfg.patience, self.cfg.epochs, source)
+
+    def _save_last(self) -> Path:
+        """Write ``last.pt`` (rank 0). Collective when data-parallel: every rank calls it at the same point,
+        contributing its augmentation/RNG state and its share of the epoch's sums."""
+        t0 = time.monotonic()
+        state = None
+        if self.dist.distributed:
+            ranks = all_gather_object(self.state.rank_state())
+            sums = self.state.global_sums(self.dist)
+            if self.dist.is_main:
+                state = self.state_dict()
+                state.update(rank_states=ranks, sums=vars(sums).copy(), world_size=self.dist.world_size)
+        elif self.dist.is_main:
+            state = self.state_dict()
+        if state is not None:
+            self.checkpoints.save_last(state)
+        self.stopper.budget.record_save(time.monotonic() - t0)
+        return self.checkpoints.last
+
+    def _stop_now(self, reason: str, saved: bool = False) -> None:
+        """Checkpoint (unless just done) and raise the stop with how to resume."""
+        if not saved:
+            self._save_last()
+        if self.dist.distributed:
+            barrier()  # no rank exits (and so gets its peers killed by the agent) before rank 0 has written last.pt
+        st = self.state
+        where = (
+            f"after epoch {st.epoch}"
+            if st.batch_in_epoch == 0
+            else f"in epoch {st.epoch + 1} after batch {st.batch_in_epoch}"
+        )
+        self.stopper.stop(reason, where, self.checkpoints.last, self.run_dir)

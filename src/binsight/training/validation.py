@@ -1,8 +1,8 @@
-"""Validation of the :class:`~binsight.training.trainer.Trainer` (a mixin it inherits).
+"""Validation during training: :class:`Validator` computes the validation loss and metrics of a model.
 
-:meth:`ValidationMixin.evaluate` computes the validation loss and metrics, each rank on its contiguous share
-(:func:`~binsight.training.distributed.shard_bounds`), gathered so every rank sees the metrics over the whole
-validation set; :meth:`~ValidationMixin._validation_estimate` is what the ``max_runtime`` check expects it to cost.
+With several workers each rank scores a contiguous share of the validation set
+(:func:`~binsight.training.distributed.shard_bounds`, no padding, no duplicates) and the shares are gathered
+in rank order, so every rank gets the metrics over the whole validation set exactly once.
 """
 
 from __future__ import annotations
@@ -11,54 +11,82 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from binsight.training.data import gather, sequential_batches
-from binsight.training.distributed import all_gather_object, shard_bounds, unwrap
+from binsight.training.data import SplitData, gather, sequential_batches
+from binsight.training.distributed import Dist, all_gather_object, shard_bounds, unwrap
 from binsight.training.runtime import autocast
 
 
-class ValidationMixin:
-    """Validation for :class:`~binsight.training.trainer.Trainer`.
+class Validator:
+    """Scores a model on the validation split (images, or cached features for a frozen backbone).
 
-    Uses the trainer's attributes: ``cfg``, ``data``, ``dist``, ``model``, ``device``, ``amp``, ``loss_fn``,
-    ``mean``, ``std``, ``channels_last``, ``use_features``, ``budget``, the feature caches ``_val_feats`` /
-    ``_val_feats_flip`` and its ``_set_train_mode()``.
+    Args:
+        data: the decoded splits (``val`` is scored).
+        dist: rank and world size.
+        device, amp: where and in which autocast dtype the forward passes run.
+        loss_fn: the training loss (the validation loss is its mean).
+        mean, std: the model's normalisation.
+        batch_size: the training batch size (validation uses twice it).
+        tta: average with the horizontally flipped images.
+        channels_last: feed channels-last tensors.
     """
 
+    def __init__(
+        self,
+        data: SplitData,
+        dist: Dist,
+        device: torch.device,
+        amp: torch.dtype | None,
+        loss_fn: nn.Module,
+        mean: list[float],
+        std: list[float],
+        batch_size: int,
+        tta: bool,
+        channels_last: bool,
+    ) -> None:
+        self.data, self.dist, self.device, self.amp, self.loss_fn = data, dist, device, amp, loss_fn
+        self.mean, self.std, self.batch_size, self.tta, self.channels_last = mean, std, batch_size, tta, channels_last
+        self.features: np.ndarray | None = None
+        self.features_flipped: np.ndarray | None = None
+
+    def use_features(self, features: np.ndarray, flipped: np.ndarray | None) -> None:
+        """Score the head on these cached backbone features (and their flipped twins for TTA) from now on."""
+        self.features, self.features_flipped = features, flipped
+
     @torch.no_grad()
-    def evaluate(self) -> dict[str, Any]:
-        """Validation loss and metrics (``classification_metrics`` plus ``loss``), with flip TTA if ``tta``."""
+    def evaluate(self, model: nn.Module) -> dict[str, Any]:
+        """Validation loss and metrics (``classification_metrics`` plus ``loss``), with flip TTA if ``tta``.
+
+        Leaves ``model`` in eval mode; the caller puts it back into its training mode.
+        """
         from binsight.data.transforms import normalize_uint8
         from binsight.evaluation.metrics import classification_metrics
 
-        net = unwrap(self.model)  # never the DDP wrapper: ranks run different numbers of validation batches
-        self.model.eval()
+        net: Any = unwrap(model)  # never the DDP wrapper: ranks run different numbers of validation batches
+        model.eval()
         loss_sum, probs = 0.0, []
         targets = self.data.val_targets
-        # Each rank validates a contiguous share (no padding, no duplicates); the shares are gathered in rank
-        # order, so every rank computes the metrics over the whole validation set exactly once.
         lo, hi = shard_bounds(len(targets), self.dist)
-        for idx in sequential_batches(hi - lo, max(1, self.cfg.batch_size * 2)):
+        for idx in sequential_batches(hi - lo, max(1, self.batch_size * 2)):
             idx = idx + lo
             y = torch.from_numpy(targets[idx.numpy()]).to(self.device)
             with autocast(self.device, self.amp):
-                if self.use_features:
-                    out = net.forward_head(gather(self._val_feats, idx).to(self.device))
-                    out_flip = (
-                        net.forward_head(gather(self._val_feats_flip, idx).to(self.device)) if self.cfg.tta else None
-                    )
+                if self.features is not None:
+                    out = net.forward_head(gather(self.features, idx).to(self.device))
+                    flipped = self.features_flipped
+                    out_flip = net.forward_head(gather(flipped, idx).to(self.device)) if flipped is not None else None
                 else:
                     x = normalize_uint8(gather(self.data.val.images, idx).to(self.device), self.mean, self.std)
                     if self.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     out = net(x)
-                    out_flip = net(x.flip(3)) if self.cfg.tta else None
+                    out_flip = net(x.flip(3)) if self.tta else None
             loss_sum += float(self.loss_fn(out.float(), y).item()) * len(idx)
             p = net.probabilities(out.float())
             if out_flip is not None:
                 p = (p + net.probabilities(out_flip.float())) / 2
             probs.append(p.cpu())
-        self._set_train_mode()
         local = torch.cat(probs).numpy().astype(np.float64) if probs else np.zeros((0, self.data.num_classes))
         shares = all_gather_object((local, loss_sum))
         prob = np.concatenate([p for p, _ in shares])
@@ -68,10 +96,3 @@ class ValidationMixin:
         )
         metrics["loss"] = loss_sum / max(1, len(targets))
         return metrics
-
-    def _validation_estimate(self) -> float:
-        if self.budget.val_seconds is not None:
-            return self.budget.val_seconds
-        # Before the first validation: a forward pass costs about a third of a training step per image.
-        per_image = self.budget.batch_seconds / max(1, self.cfg.batch_size)
-        return per_image * len(self.data.val) / 3

@@ -16,15 +16,20 @@ import csv
 import logging
 import shutil
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from binsight.config.schemas import SearchSpace, TrainConfig
 from binsight.errors import Interrupted
 from binsight.tuning.space import apply_params, suggest
 from binsight.tuning.storage import HOST, FileHeartbeat
+
+if TYPE_CHECKING:
+    import optuna
+
+    from binsight.training.run import TrainResult
+    from binsight.training.trainer import EpochCallback
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +39,6 @@ TRIALS_DIR = "trials"
 def trial_dir(tune_dir: Path, number: int) -> Path:
     """Run directory of trial ``number`` inside the tuning run directory."""
     return Path(tune_dir) / TRIALS_DIR / str(number)
-
-
-def _has_checkpoint(run_dir: Path) -> bool:
-    weights = run_dir / "weights"
-    return (run_dir / "config.yaml").is_file() and any((weights / n).is_file() for n in ("last.pt", "last.prev.pt"))
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -68,7 +68,7 @@ class Objective:
     heartbeat_dir: Path | None = None
     heartbeat: float = 60.0
 
-    def __call__(self, trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float:
         import optuna
 
         beat = (
@@ -110,16 +110,27 @@ class Objective:
             trial.set_user_attr("val_accuracy", float(result.best_metrics["accuracy"]))
             return float(result.best_metrics["macro_f1"])
 
-    def _train(self, cfg: TrainConfig, run_dir: Path, resume: Path | None, report):
-        from binsight.training.run import resume_config, train
+    def _train(self, cfg: TrainConfig, run_dir: Path, resume: Path | None, report: EpochCallback) -> TrainResult:
+        from binsight.training.job import run_training_job
+        from binsight.training.protocol import WorkerEnv
+        from binsight.training.run import resume_config
 
         main_thread = threading.current_thread() is threading.main_thread()
         if resume is not None:
             cfg = resume_config(resume, data=cfg.data)
-            return train(cfg, resume=resume, on_epoch_end=[report], handle_signals=main_thread)
-        return train(cfg, out=run_dir, on_epoch_end=[report], start_time=time.monotonic(), handle_signals=main_thread)
+        # A trial always trains in this process (never a launcher's worker: any RANK in the environment is not its).
+        result = run_training_job(
+            cfg,
+            out=None if resume else run_dir,
+            resume=resume,
+            on_epoch_end=[report],
+            handle_signals=main_thread,
+            worker=WorkerEnv(),
+        )
+        assert result is not None  # in-process training without a launcher always returns its result
+        return result
 
-    def _take_over_failed(self, trial, run_dir: Path) -> Path | None:
+    def _take_over_failed(self, trial: optuna.Trial, run_dir: Path) -> Path | None:
         """When ``trial`` retries a failed trial with a checkpoint here, move its run dir to ``run_dir``."""
         history = trial.storage.get_trial_system_attrs(trial._trial_id).get("retry_history") or []
         if not history:
@@ -127,7 +138,9 @@ class Objective:
         previous = trial_dir(self.tune_dir, int(history[-1]))
         if not previous.is_dir():
             return None  # it ran on another machine: start afresh
-        if not _has_checkpoint(previous):
+        from binsight.training.checkpoint import has_checkpoint
+
+        if not has_checkpoint(previous):
             shutil.rmtree(previous, ignore_errors=True)  # died before its first checkpoint: nothing to keep
             return None
         previous.rename(run_dir)

@@ -8,8 +8,9 @@ import logging
 import math
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from binsight.config.schemas import TuneConfig
 from binsight.tuning.space import apply_params, tuned_keys
@@ -18,6 +19,11 @@ log = logging.getLogger(__name__)
 
 KEEP_WHEN_CLEANED = ("config.yaml", "metrics.csv")
 
+if TYPE_CHECKING:
+    import optuna
+
+    from binsight.tuning.storage import StorageHandle
+
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
@@ -25,7 +31,7 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def trial_rows(study, params: list[str]) -> list[dict[str, Any]]:
+def trial_rows(study: optuna.Study, params: list[str]) -> list[dict[str, Any]]:
     """One row per trial: number, state, value, epochs, duration, parameters, retry and error notes."""
     from binsight.tuning.storage import retried_numbers
 
@@ -110,7 +116,7 @@ def plot_history(rows: list[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_importances(study, path: Path) -> tuple[Path | None, str]:
+def plot_importances(study: optuna.Study, path: Path) -> tuple[Path | None, str]:
     """Parameter importances (Optuna's default evaluator) as bars; returns ``(path or None, note)``."""
     import warnings
 
@@ -139,7 +145,7 @@ def plot_importances(study, path: Path) -> tuple[Path | None, str]:
     return _save(fig, path), ""
 
 
-def write_best_yaml(study, cfg: TuneConfig, path: Path) -> Path:
+def write_best_yaml(study: optuna.Study, cfg: TuneConfig, path: Path) -> Path:
     """``best.yaml``: the whole training config of the best trial, ready for ``binsight train --config``."""
     from binsight.config.loader import dump_yaml
     from binsight.utils.io import atomic_write_text
@@ -153,7 +159,9 @@ def write_best_yaml(study, cfg: TuneConfig, path: Path) -> Path:
     return atomic_write_text(path, header + dump_yaml(train))
 
 
-def write_results(study, tune_dir: Path, cfg: TuneConfig, handle, started: float) -> dict[str, Any]:
+def write_results(
+    study: optuna.Study, tune_dir: Path, cfg: TuneConfig, handle: StorageHandle, started: float
+) -> dict[str, Any]:
     """Write ``trials.csv``, the plots, ``best.yaml`` and ``summary.json``; print the table; return the summary."""
     from optuna.trial import TrialState
 
@@ -209,7 +217,7 @@ def write_results(study, tune_dir: Path, cfg: TuneConfig, handle, started: float
             best_params=dict(best.params),
             best_run_dir=str(run_dir) if run_dir.is_dir() else None,
             best_yaml=str(write_best_yaml(study, cfg, tune_dir / "best.yaml")),
-            time_to_best_s=round((best.datetime_complete - min(starts)).total_seconds(), 1),
+            time_to_best_s=round((cast(datetime, best.datetime_complete) - min(starts)).total_seconds(), 1),
         )
     atomic_write_json(tune_dir / "summary.json", summary)
     summary["table"] = table
@@ -218,7 +226,7 @@ def write_results(study, tune_dir: Path, cfg: TuneConfig, handle, started: float
 
 def cleanup_trials(tune_dir: Path, best: int | None) -> list[Path]:
     """``keep: best``: empty every trial folder but the best one, keeping only its config.yaml and metrics.csv."""
-    cleaned = []
+    cleaned: list[Path] = []
     trials = Path(tune_dir) / "trials"
     if not trials.is_dir():
         return cleaned

@@ -7,9 +7,12 @@ straight into a training config (``best.yaml`` is exactly that merge).
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from binsight.config.schemas import SearchSpace, TrainConfig
+
+if TYPE_CHECKING:
+    import optuna
 
 RANGE_KEYS = {"lr": "log", "weight_decay": "log", "patience": "int"}
 CHOICE_KEYS = ("batch_size", "freeze_backbone", "model", "loss", "augment", "img_size")
@@ -25,7 +28,7 @@ def fixed_values(space: SearchSpace) -> dict[str, Any]:
     return {f.name: getattr(space, f.name)[0] for f in fields(space) if len(getattr(space, f.name)) == 1}
 
 
-def suggest(trial, space: SearchSpace) -> dict[str, Any]:
+def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
     """Ask ``trial`` (an ``optuna.Trial``) for a value of every tuned key.
 
     Returns:

@@ -29,10 +29,17 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+# Optuna's retry callback: (study, failed trial) -> None.
+RetryCallback = Callable[["optuna.Study", "FrozenTrial"], None]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +91,7 @@ def has_password(url: str) -> bool:
     return mask_url(url) != url
 
 
-def retry_callback(max_retry: int) -> Callable | None:
+def retry_callback(max_retry: int) -> RetryCallback | None:
     """Optuna's retry callback (re-queue a failed trial with its parameters), or None when ``max_retry`` is 0."""
     if max_retry <= 0:
         return None
@@ -111,8 +118,8 @@ def open_storage(spec: str, run_dir: Path, heartbeat: int, grace: int, max_retry
 
         path = Path(spec) if spec else Path(run_dir) / JOURNAL_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        storage = JournalStorage(JournalFileBackend(str(path)))
-        return StorageHandle(storage, "journal", str(path), str(path), path, None, grace)
+        journal = JournalStorage(JournalFileBackend(str(path)))
+        return StorageHandle(journal, "journal", str(path), str(path), path, None, grace)
 
     import inspect
 
@@ -125,6 +132,7 @@ def open_storage(spec: str, run_dir: Path, heartbeat: int, grace: int, max_retry
         if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage).parameters
         else "failed_trial_callback"
     )
+    callbacks: dict[str, Any] = {callback_arg: retry_callback(max_retry)}
     try:
         for attempt in range(3):
             try:
@@ -135,7 +143,7 @@ def open_storage(spec: str, run_dir: Path, heartbeat: int, grace: int, max_retry
                         engine_kwargs={"pool_pre_ping": True} if not spec.startswith("sqlite") else None,
                         heartbeat_interval=heartbeat,
                         grace_period=grace,
-                        **{callback_arg: retry_callback(max_retry)},
+                        **callbacks,
                     )
                 break
             except ModuleNotFoundError:
@@ -203,7 +211,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _is_stale(trial, folder: Path, grace: float, now: float) -> bool:
+def _is_stale(trial: FrozenTrial, folder: Path, grace: float, now: float) -> bool:
     path = folder / f"{trial._trial_id}.json"
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
@@ -217,7 +225,7 @@ def _is_stale(trial, folder: Path, grace: float, now: float) -> bool:
     return age > grace
 
 
-def fail_stale_trials(study, handle: StorageHandle, retry: Callable | None) -> list[int]:
+def fail_stale_trials(study: optuna.Study, handle: StorageHandle, retry: RetryCallback | None) -> list[int]:
     """Fail RUNNING trials whose worker is gone and re-queue them with ``retry``; returns their numbers.
 
     The RDB storage does this itself before each trial (heartbeat + grace period); this covers the journal
@@ -233,6 +241,7 @@ def fail_stale_trials(study, handle: StorageHandle, retry: Callable | None) -> l
                 optuna.storages.fail_stale_trials(study)
         return []
     folder = handle.heartbeat_dir
+    assert folder is not None  # a journal storage has one
     now = time.time()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -254,7 +263,7 @@ def fail_stale_trials(study, handle: StorageHandle, retry: Callable | None) -> l
     return failed
 
 
-def retried_numbers(trials) -> set[int]:
+def retried_numbers(trials: Sequence[FrozenTrial]) -> set[int]:
     """Numbers of the trials some later trial retries (from the retries' ``retry_history``)."""
     out: set[int] = set()
     for t in trials:
@@ -262,7 +271,7 @@ def retried_numbers(trials) -> set[int]:
     return out
 
 
-def retry_interrupted(study, retry: Callable | None) -> list[int]:
+def retry_interrupted(study: optuna.Study, retry: RetryCallback | None) -> list[int]:
     """Re-queue FAIL trials stopped by a signal or time limit (they saved a checkpoint) that no trial retries yet."""
     from optuna.trial import TrialState
 

@@ -24,9 +24,10 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from binsight.config.loader import dump_yaml, from_dict, load_config, to_dict
 from binsight.config.schemas import TrainConfig, TuneConfig
@@ -40,6 +41,10 @@ from binsight.tuning.workers import (
     worker_seed,
     worker_threads,
 )
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +62,13 @@ class BudgetReached(Exception):
     """Raised from ``ask`` when the study already holds ``trials`` trials: ends a worker's optimize loop."""
 
 
-def counted_trials(trials) -> int:
+def counted_trials(trials: Sequence[FrozenTrial]) -> int:
     """Trials that count toward the budget: all of them except FAIL trials that a later trial retries."""
     retried = st.retried_numbers(trials)
     return sum(1 for t in trials if t.number not in retried)
 
 
-def make_sampler(cfg: TuneConfig, seed: int, parallel: bool):
+def make_sampler(cfg: TuneConfig, seed: int, parallel: bool) -> optuna.samplers.BaseSampler:
     import optuna
 
     if cfg.sampler == "random":
@@ -74,7 +79,7 @@ def make_sampler(cfg: TuneConfig, seed: int, parallel: bool):
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.startup_trials, constant_liar=parallel)
 
 
-def make_pruner(cfg: TuneConfig):
+def make_pruner(cfg: TuneConfig) -> optuna.pruners.BasePruner:
     """The pruner; epochs are the steps and the first ``pruner_warmup`` epochs are never pruned."""
     import optuna
 
@@ -88,7 +93,7 @@ def make_pruner(cfg: TuneConfig):
     return optuna.pruners.NopPruner()
 
 
-def _study_class():
+def _study_class() -> type[optuna.Study]:
     import optuna
 
     class BudgetedStudy(optuna.Study):
@@ -99,7 +104,7 @@ def _study_class():
         lock_dir: Path
         retry: Any = None
 
-        def ask(self, fixed_distributions=None):
+        def ask(self, fixed_distributions: dict[str, Any] | None = None) -> optuna.Trial:
             from optuna.trial import TrialState
 
             with st.ask_lock(self.handle, self.lock_dir, self.study_name):
@@ -114,9 +119,9 @@ def _study_class():
     return BudgetedStudy
 
 
-def open_study(cfg: TuneConfig, tune_dir: Path, handle: st.StorageHandle, seed: int, parallel: bool):
+def open_study(cfg: TuneConfig, tune_dir: Path, handle: st.StorageHandle, seed: int, parallel: bool) -> Any:
     """Load the (existing) study as a budget-aware study object."""
-    cls = _study_class()
+    cls: Any = _study_class()  # a BudgetedStudy, whose budget and storage handle are set here
     study = cls(cfg.study_name or cfg.name, handle.storage, make_sampler(cfg, seed, parallel), make_pruner(cfg))
     study.budget, study.handle, study.lock_dir = cfg.trials, handle, Path(tune_dir)
     study.retry = st.retry_callback(cfg.max_retry)
@@ -127,7 +132,7 @@ def _comparable_train(train: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in to_dict(train).items() if k not in MACHINE_KEYS}
 
 
-def create_or_check_study(cfg: TuneConfig, handle: st.StorageHandle, data_hash: str):
+def create_or_check_study(cfg: TuneConfig, handle: st.StorageHandle, data_hash: str) -> optuna.Study:
     """Create the study in the storage, or load it and check it searches the same space on the same data.
 
     Raises:
@@ -137,19 +142,20 @@ def create_or_check_study(cfg: TuneConfig, handle: st.StorageHandle, data_hash: 
 
     name = cfg.study_name or cfg.name
     study = optuna.create_study(study_name=name, storage=handle.storage, direction="maximize", load_if_exists=True)
-    mine = {
+    mine: dict[str, Any] = {
         "binsight_space": space_dict(cfg.space),
         "binsight_train": _comparable_train(cfg.train),
         "binsight_data_hash": data_hash,
     }
-    attrs = study.user_attrs
+    attrs: dict[str, Any] = study.user_attrs
     if "binsight_space" not in attrs:
         for key, value in mine.items():
             study.set_user_attr(key, value)
         return study
     for key, what in (("binsight_space", "search space"), ("binsight_train", "training config")):
         if attrs.get(key) != mine[key]:
-            theirs, ours = attrs.get(key) or {}, mine[key]
+            theirs: dict[str, Any] = attrs.get(key) or {}
+            ours: dict[str, Any] = mine[key]
             diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
             raise BinsightError(
                 f"study {name!r} in {handle.display} was created with another {what} "
@@ -213,7 +219,7 @@ def run_worker(tune_dir: Path, index: int = 0, storage_url: str | None = None, s
 
         bar = progress(total=cfg.trials, initial=min(cfg.trials, finished_trials(study)), desc="trials", unit="trial")
 
-    def count(study_, trial) -> None:
+    def count(study_: optuna.Study, trial: FrozenTrial) -> None:
         nonlocal ran
         ran += 1
         log.info(

@@ -13,19 +13,25 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from binsight.config.schemas import TuneConfig
 from binsight.errors import BinsightError, Interrupted
 from binsight.tuning import storage as st
+from binsight.utils.cpu import threads_per_worker
 
-log = logging.getLogger("binsight.tuning.study")  # the study's logger: same log lines as before the split
+if TYPE_CHECKING:
+    import optuna
+
+log = logging.getLogger(__name__)
 
 STORAGE_ENV = "BINSIGHT_TUNE_STORAGE"
 
 
 def worker_threads(cfg: TuneConfig) -> int:
     """Torch threads of each worker: ``threads``, else the cores shared out between the ``jobs`` workers."""
-    return cfg.threads or max(1, (os.cpu_count() or 1) // cfg.jobs)
+    return cfg.threads or threads_per_worker(cfg.jobs)
 
 
 def worker_seed(cfg: TuneConfig, index: int, handle: st.StorageHandle) -> int:
@@ -36,7 +42,7 @@ def worker_seed(cfg: TuneConfig, index: int, handle: st.StorageHandle) -> int:
     return seed
 
 
-def finished_trials(study) -> int:
+def finished_trials(study: optuna.Study) -> int:
     """Finished trials (complete, pruned or failed) that count toward the budget: the progress bar's position."""
     from optuna.trial import TrialState
 
@@ -46,7 +52,9 @@ def finished_trials(study) -> int:
     return sum(1 for t in trials if t.state in done and t.number not in retried)
 
 
-def spawn_workers(cfg: TuneConfig, tune_dir: Path, handle: st.StorageHandle, study, show_progress: bool) -> None:
+def spawn_workers(
+    cfg: TuneConfig, tune_dir: Path, handle: st.StorageHandle, study: optuna.Study, show_progress: bool
+) -> None:
     """Run ``cfg.jobs`` worker processes (``binsight tune --worker``) and wait for them."""
     from binsight.utils.progress import progress
 
@@ -56,7 +64,7 @@ def spawn_workers(cfg: TuneConfig, tune_dir: Path, handle: st.StorageHandle, stu
     env = dict(os.environ)
     env.update({STORAGE_ENV: handle.url, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
     env["BINSIGHT_NO_PROGRESS"] = "1"
-    procs: list[subprocess.Popen] = []
+    procs: list[subprocess.Popen[bytes]] = []
     for i in range(cfg.jobs):
         with open(logs / f"worker-{i}.log", "ab") as out:
             cmd = [sys.executable, "-m", "binsight", "tune", "--worker", str(tune_dir), "--worker-index", str(i)]
@@ -64,7 +72,7 @@ def spawn_workers(cfg: TuneConfig, tune_dir: Path, handle: st.StorageHandle, stu
             # (a second SIGINT would make the trainer abort without its checkpoint).
             procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True))
 
-    def forward(signum: int, frame=None) -> None:  # noqa: ARG001 - signal handler signature
+    def forward(signum: int, frame: FrameType | None = None) -> None:  # noqa: ARG001 - signal handler signature
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
