@@ -72,6 +72,19 @@ def test_full_pipeline_runs_every_stage_and_cleans_up(tmp_path: Path):
     for title in ("Cost per stage", "SynthBins data", "Split", "Training (train)", "Evaluation (test split)"):
         assert title in report
     assert "Tuning" in report and "Smoke test" in report and "Clean-up" in report
+    # the report leads with the answer: the tuned model's test numbers and artifact, then the models compared
+    final = state["stages"]["final"]["outputs"]["metrics"]
+    headline = report[report.index("class='headline'") : report.index("</div>", report.index("class='headline'"))]
+    assert f"accuracy {final['accuracy']:.4g}" in headline and "count RMSE" in headline
+    assert "final/artifact" in headline and "tiny_cnn" in headline
+    comparison = report[report.index("Models compared on the test split") :]
+    assert all(m in comparison for m in ("baseline (train)", "tuned (final)", "distributed (ddp_train)"))
+    assert "metrics" in state["stages"]["ddp_train"]["outputs"]  # the DDP model is evaluated too
+    assert "<nav><h2>Contents</h2>" in report and "href='#tune'" in report
+    assert "<h2 id='environment'>" in report and "torch" in report and "git commit" in report
+    assert "<summary>raw outputs (JSON)</summary>" in report and "<summary>pipeline.json</summary>" in report
+    assert "href='final/artifact'" in report
+    assert "0.339" not in report and "0.352" not in report  # SynthBins scores are not set against real photos
     assert "report: " in proc.stdout
 
     # --only re-runs one stage in the same run directory; --resume then has nothing left to do
@@ -144,3 +157,20 @@ def test_resume_uses_the_runs_recorded_config_not_todays_default(tmp_path: Path)
     run_cli("pipeline", "--run", run, "--from", "synth", "synth.n=40", cwd=tmp_path)
     assert yaml.safe_load((run / "config.yaml").read_text())["synth"]["n"] == 40
     assert len(list((run / "data" / "synth" / "bin-images").glob("*.jpg"))) == 40
+
+
+def test_a_stage_with_nothing_to_do_says_skipped(tmp_path: Path):
+    run_cli("data", "synth", "--out", tmp_path / "ds", "--n", "12", "width_min=96", "width_max=128")
+    run_cli("pipeline", "name=own", f"data={tmp_path / 'ds'}", "stages=[synth,split]", cwd=tmp_path)
+    run = tmp_path / "runs" / "pipeline" / "own"
+    state = json.loads((run / "pipeline.json").read_text())
+    assert state["stages"]["synth"]["status"] == "skipped"
+    assert "existing dataset" in state["stages"]["synth"]["reason"]
+    assert state["stages"]["split"]["status"] == "done"  # it still got the dataset from the skipped stage
+    assert "synth — skipped" in (run / "report.html").read_text()
+    again = run_cli("pipeline", "--resume", "name=own", cwd=tmp_path)
+    assert (
+        json.loads((run / "pipeline.json").read_text())["stages"]["split"]["finished"]
+        == state["stages"]["split"]["finished"]
+    )
+    assert "skipped" in again.stdout

@@ -41,13 +41,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _continued_config(run_dir: Path, args: argparse.Namespace) -> PipelineConfig:
     """The run's recorded config plus the overrides, refused where they contradict finished, kept stages."""
     from binsight.config import PipelineConfig, load_config
-    from binsight.pipeline.core import load_state, plan_stages
+    from binsight.pipeline.core import is_finished, load_state, plan_stages
     from binsight.pipeline.resume import resume_config
 
     saved = load_config(PipelineConfig, run_dir / "config.yaml")
     state = load_state(run_dir)
     plan = plan_stages(saved, state, args.start, args.only, args.skip)
-    kept_done = [n for n, act in plan if act == "keep" and state["stages"].get(n, {}).get("status") == "done"]
+    kept_done = [n for n, act in plan if act == "keep" and is_finished(state["stages"].get(n, {}))]
     if args.config is not None:
         print(f"continuing {run_dir} with its recorded config.yaml (--config is only used to find the run)")
     return resume_config(run_dir, args.overrides, kept_done)
