@@ -21,7 +21,7 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	touch $@ $(STAMP_DEMO)
 
 demo: $(STAMP_DEMO)
-	$(BIN)/binsight pipeline --config configs/demo.yaml
+	$(BIN)/binsight pipeline
 
 test: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks

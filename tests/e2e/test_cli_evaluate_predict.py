@@ -216,7 +216,81 @@ def test_evaluate_on_real_abid_photos(abid_sample, tmp_path, evaluated):
     for f in (run / "artifact").iterdir():
         (real_run / "artifact" / f.name).write_bytes(f.read_bytes())
     run_cli("evaluate", "--run", real_run, "--data", split, "--threads", "1", "--no-calibrate")
-    metrics = json.loads((real_run / "metrics.json").read_text())
+    metrics = json.loads((real_run / "evaluations" / "abid-split-test" / "metrics.json").read_text())
     assert metrics["n"] == 12 and metrics["skipped"] == 0
     assert sum(row["support"] for row in metrics["per_class"].values()) == 12
     assert np.asarray(metrics["confusion_matrix"]).sum() == 12
+
+
+def test_predict_formats_out_file_and_annotated_photos(tmp_path, evaluated):
+    """--format csv/table/json, --out FILE (the same rows as stdout) and --save DIR (one annotated JPEG each)."""
+    run, _, _ = evaluated
+    rows, _ = _read_predictions(run / "predictions.csv")
+    picked = [rows[0]["path"], rows[1]["path"]]
+    corrupt = str(run.parent / "split" / "images" / "test_corrupt.jpg")
+    base = ["predict", "--model", run / "artifact", *picked, corrupt, "--threads", "1", "--expected-quantity", "2"]
+    lines = run_cli(*base, check=False).stdout.splitlines()
+    jsonl = [json.loads(line) for line in lines]
+    assert [e["image"] for e in jsonl] == [*picked, corrupt] and "error" in jsonl[2]
+
+    out = tmp_path / "preds.csv"
+    proc = run_cli(*base, "--format", "csv", "--out", out, "--save", tmp_path / "shown", check=False)
+    assert proc.returncode == 1 and proc.stdout == ""  # the corrupt photo still fails the command
+    table = list(csv.DictReader(out.open()))
+    assert [r["image"] for r in table] == [*picked, corrupt]
+    for r, e in zip(table[:2], jsonl, strict=False):
+        assert r["predicted_label"] == e["predicted_label"] and float(r["confidence"]) == e["confidence"]
+        assert r["expected_quantity"] == "2" and r["decision"] == e["check"]["decision"]
+    assert table[2]["error"] and not table[2]["predicted_label"]
+    shown = sorted((tmp_path / "shown").iterdir())
+    assert [p.name for p in shown] == sorted(Path(p).stem + ".jpg" for p in picked)
+    original = Image.open(picked[0]).convert("RGB")
+    drawn = Image.open(tmp_path / "shown" / (Path(picked[0]).stem + ".jpg")).convert("RGB")
+    assert drawn.size == original.size
+    assert np.abs(np.asarray(drawn, np.int16) - np.asarray(original, np.int16)).max() > 100  # the banner is there
+
+    text = run_cli(*base[:-2], "--format", "table", check=False).stdout.splitlines()
+    assert text[0].split() == ["image", "count", "confidence"]
+    assert [line.split()[0] for line in text[1:]] == [*picked, corrupt]
+    assert json.loads(run_cli(*base, "--format", "json", check=False).stdout) == jsonl
+
+
+def test_evaluating_other_data_never_clobbers_the_run(evaluated, tmp_path):
+    """--data OTHER writes into RUN/evaluations/<name>-<split>/; a calibration that differs from the (already
+    calibrated) artifact becomes a new artifact version there, and the run's own files stay byte-identical."""
+    import shutil
+
+    run, first, _ = evaluated
+    kept = ("metrics.json", "predictions.csv", "confusion_matrix_test.png", "artifact/model.json")
+    before = {name: (run / name).read_bytes() for name in kept}
+    other = tmp_path / "other-split"
+    shutil.copytree(run.parent / "split", other)
+    val = (other / "val.csv").read_text().splitlines()
+    (other / "val.csv").write_text("\n".join(val[:-2]) + "\n")  # other val data: another temperature
+    proc = run_cli("evaluate", "--model", run, "--data", other, "--threads", "1")
+    out = run / "evaluations" / "other-split-test"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"] == str(other.resolve()) and metrics["n"] == first["n"]
+    assert (out / "predictions.csv").is_file() and (out / "confusion_matrix_test.png").is_file()
+    assert {name: (run / name).read_bytes() for name in kept} == before
+    assert metrics["temperature"] != pytest.approx(first["temperature"])
+    new = read_meta(out / "artifact")
+    assert new.version.startswith("v1+cal-") and new.temperature == pytest.approx(metrics["temperature"])
+    assert read_meta(run).version == "v1"
+    assert f"artifact updated: {out / 'artifact'}" in proc.stdout
+    # the new version serves like any artifact
+    served = run_cli("predict", "--model", out / "artifact", run.parent / "split" / "images" / "test_11.jpg")
+    assert json.loads(served.stdout)["model"]["version"] == new.version
+
+
+def test_evaluate_and_predict_settings_come_from_config_files_and_overrides(evaluated, tmp_path):
+    run, _, _ = evaluated
+    image = run.parent / "split" / "images" / "test_11.jpg"
+    config = tmp_path / "predict.yaml"
+    config.write_text("format: csv\nexpected_quantity: 3\nbatch_size: 2\n")
+    out = run_cli("predict", "--model", run, image, "--config", config, "--threads", "1").stdout.splitlines()
+    assert out[0].startswith("image,predicted_count") and out[1].split(",")[4] == "3"
+    bad = run_cli("predict", "--model", run, image, "batch_size=0", check=False)
+    assert bad.returncode == 2 and "batch_size must be >= 1" in bad.stderr
+    bad = run_cli("evaluate", "--model", run, "split=dev", check=False)
+    assert bad.returncode == 2 and "split: 'dev' is not allowed" in bad.stderr

@@ -7,45 +7,43 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import REPO, cli_env, run_cli
 
-TINY = {
-    "name": "tiny",
-    "out": "runs",
-    "stages": [
-        "synth",
-        "split",
-        "stats",
-        "train",
-        "evaluate",
-        "tune",
-        "final",
-        "ddp_train",
-        "export",
-        "deploy",
-        "smoke",
-        "cleanup",
-    ],
-    "synth": {"n": 60, "width_min": 96, "width_max": 128},
-    "train": {"model": "tiny_cnn", "img_size": 32, "epochs": 2, "batch_size": 16},
-    "ddp": {"nproc": 2, "train": {"model": "tiny_cnn", "img_size": 32, "epochs": 1, "batch_size": 16}},
-    "tune": {
-        "trials": 2,
-        "space": {"freeze_backbone": [False], "batch_size": [16]},
-        "train": {"model": "tiny_cnn", "img_size": 32, "epochs": 2},
-    },
-}
+# The shipped demo config, shrunk by overrides to run in seconds: the test runs `binsight pipeline` with no
+# --config from a folder outside the checkout, so it also proves the embedded default is found from anywhere.
+TINY_OVERRIDES = [
+    "name=tiny",
+    "synth.n=60",
+    "synth.width_min=96",
+    "synth.width_max=128",
+    *(
+        f"{section}.{key}"
+        for section in ("train", "tune.train", "ddp.train")
+        for key in ("model=tiny_cnn", "weights=none", "img_size=32")
+    ),
+    "train.epochs=2",
+    "train.batch_size=16",
+    "train.freeze_backbone=false",
+    "ddp.train.epochs=1",
+    "ddp.train.batch_size=16",
+    "tune.trials=2",
+    "tune.space.freeze_backbone=[false]",
+    "tune.space.batch_size=[16]",
+    "tune.train.epochs=2",
+]
 
 
 def test_full_pipeline_runs_every_stage_and_cleans_up(tmp_path: Path):
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(TINY))
+    from binsight.config.shipped import shipped_path
+
+    assert REPO not in tmp_path.parents  # run from outside the checkout
+    stages = yaml.safe_load(shipped_path("demo").read_text())["stages"]
     env = cli_env(BINSIGHT_HOME=str(tmp_path / "home"), BINSIGHT_CACHE_DIR=str(tmp_path / "cache"))
-    proc = run_cli("pipeline", "--config", cfg, cwd=tmp_path, env=env, timeout=900)
+    proc = run_cli("pipeline", *TINY_OVERRIDES, cwd=tmp_path, env=env, timeout=900)
     run = tmp_path / "runs" / "pipeline" / "tiny"
     state = json.loads((run / "pipeline.json").read_text())
-    assert [s for s in TINY["stages"] if state["stages"][s]["status"] != "done"] == []
-    for stage in TINY["stages"]:
+    assert [s for s in stages if state["stages"][s]["status"] != "done"] == []
+    for stage in stages:
         assert state["stages"][stage]["wall_s"] > 0
     # the dataset, manifests, plots, runs and artifacts are all inside the one run directory
     assert len(list((run / "data" / "synth" / "bin-images").glob("*.jpg"))) == 60
@@ -74,16 +72,29 @@ def test_full_pipeline_runs_every_stage_and_cleans_up(tmp_path: Path):
     for title in ("Cost per stage", "SynthBins data", "Split", "Training (train)", "Evaluation (test split)"):
         assert title in report
     assert "Tuning" in report and "Smoke test" in report and "Clean-up" in report
+    # the report leads with the answer: the tuned model's test numbers and artifact, then the models compared
+    final = state["stages"]["final"]["outputs"]["metrics"]
+    headline = report[report.index("class='headline'") : report.index("</div>", report.index("class='headline'"))]
+    assert f"accuracy {final['accuracy']:.4g}" in headline and "count RMSE" in headline
+    assert "final/artifact" in headline and "tiny_cnn" in headline
+    comparison = report[report.index("Models compared on the test split") :]
+    assert all(m in comparison for m in ("baseline (train)", "tuned (final)", "distributed (ddp_train)"))
+    assert "metrics" in state["stages"]["ddp_train"]["outputs"]  # the DDP model is evaluated too
+    assert "<nav><h2>Contents</h2>" in report and "href='#tune'" in report
+    assert "<h2 id='environment'>" in report and "torch" in report and "git commit" in report
+    assert "<summary>raw outputs (JSON)</summary>" in report and "<summary>pipeline.json</summary>" in report
+    assert "href='final/artifact'" in report
+    assert "0.339" not in report and "0.352" not in report  # SynthBins scores are not set against real photos
     assert "report: " in proc.stdout
 
     # --only re-runs one stage in the same run directory; --resume then has nothing left to do
     before = state["stages"]["stats"]["finished"]
-    run_cli("pipeline", "--config", cfg, "--run", run, "--only", "stats", cwd=tmp_path, env=env)
+    run_cli("pipeline", "--run", run, "--only", "stats", cwd=tmp_path, env=env)
     again = json.loads((run / "pipeline.json").read_text())
     assert again["stages"]["stats"]["status"] == "done"
     assert again["stages"]["train"]["finished"] == state["stages"]["train"]["finished"]
     assert again["stages"]["stats"]["finished"] >= before
-    resumed = run_cli("pipeline", "--config", cfg, "--resume", cwd=tmp_path, env=env)
+    resumed = run_cli("pipeline", "--resume", "name=tiny", cwd=tmp_path, env=env)
     assert "pipeline run directory: runs/pipeline/tiny" in resumed.stdout
 
 
@@ -122,3 +133,44 @@ def test_interrupted_training_stage_continues_on_resume(tmp_path: Path):
     rows = (run / "train" / "metrics.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, 81))  # one run: epochs 1..80, none twice
     assert state["stages"]["synth"]["finished"] < state["stages"]["train"]["finished"]
+
+
+def test_resume_uses_the_runs_recorded_config_not_todays_default(tmp_path: Path):
+    """--resume continues with the run's own config.yaml: the default's synth.n and stages do not leak in, a
+    changed input of a finished stage is refused, and the recorded config is left as it was."""
+    first = ["name=mine", "stages=[synth,split]", "synth.n=30", "synth.width_min=96", "synth.width_max=128"]
+    run_cli("pipeline", *first, cwd=tmp_path)
+    run = tmp_path / "runs" / "pipeline" / "mine"
+    recorded = (run / "config.yaml").read_text()
+    resumed = run_cli("pipeline", "--resume", "name=mine", cwd=tmp_path)
+    assert "pipeline run directory: runs/pipeline/mine" in resumed.stdout
+    state = json.loads((run / "pipeline.json").read_text())
+    assert set(state["stages"]) == {"synth", "split"}  # the demo's train, tune … were not added
+    assert (run / "config.yaml").read_text() == recorded
+    assert yaml.safe_load(recorded)["synth"]["n"] == 30
+    refused = run_cli("pipeline", "--resume", "name=mine", "synth.n=50", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "contradicts finished stage(s) synth, split" in refused.stderr
+    refused = run_cli("pipeline", "--resume", "name=mine", "stages=[synth,split,stats]", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "stages cannot change when resuming" in refused.stderr
+    assert (run / "config.yaml").read_text() == recorded
+    # re-running the stage from its start makes the change legitimate
+    run_cli("pipeline", "--run", run, "--from", "synth", "synth.n=40", cwd=tmp_path)
+    assert yaml.safe_load((run / "config.yaml").read_text())["synth"]["n"] == 40
+    assert len(list((run / "data" / "synth" / "bin-images").glob("*.jpg"))) == 40
+
+
+def test_a_stage_with_nothing_to_do_says_skipped(tmp_path: Path):
+    run_cli("data", "synth", "--out", tmp_path / "ds", "--n", "12", "width_min=96", "width_max=128")
+    run_cli("pipeline", "name=own", f"data={tmp_path / 'ds'}", "stages=[synth,split]", cwd=tmp_path)
+    run = tmp_path / "runs" / "pipeline" / "own"
+    state = json.loads((run / "pipeline.json").read_text())
+    assert state["stages"]["synth"]["status"] == "skipped"
+    assert "existing dataset" in state["stages"]["synth"]["reason"]
+    assert state["stages"]["split"]["status"] == "done"  # it still got the dataset from the skipped stage
+    assert "synth — skipped" in (run / "report.html").read_text()
+    again = run_cli("pipeline", "--resume", "name=own", cwd=tmp_path)
+    assert (
+        json.loads((run / "pipeline.json").read_text())["stages"]["split"]["finished"]
+        == state["stages"]["split"]["finished"]
+    )
+    assert "skipped" in again.stdout

@@ -104,7 +104,9 @@ def test_int8_without_a_split_says_how_to_fix(tmp_path, run_dir):
 
 
 def test_sagemaker_tar_holds_the_artifact_files(run_dir, tmp_path):
-    proc = run_cli("export", "--run", run_dir, "--format", "sagemaker")
+    config = tmp_path / "export.yaml"
+    config.write_text("format: sagemaker\n")  # the typed config of `export`, here from a file
+    proc = run_cli("export", "--model", run_dir, "--config", config)
     archive = run_dir / "model.tar.gz"
     assert str(archive) in proc.stdout
     with tarfile.open(archive) as tar:
@@ -119,3 +121,10 @@ def test_sagemaker_tar_holds_the_artifact_files(run_dir, tmp_path):
     from binsight.inference.predictor import Predictor
 
     assert Predictor(tmp_path / "unpacked", threads=1).meta.name == "exp"
+
+
+def test_export_settings_are_a_typed_config(run_dir):
+    proc = run_cli("export", "--model", run_dir, "calib_size=0", check=False)
+    assert proc.returncode == 2 and "calib_size must be >= 1" in proc.stderr
+    proc = run_cli("export", "--run", run_dir, "format=sagemaker", "int8=true", check=False)
+    assert proc.returncode == 2 and "int8 applies to format onnx" in proc.stderr

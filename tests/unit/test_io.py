@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from binsight.utils.io import atomic_write_bytes, atomic_write_json, next_run_dir
+from binsight.utils.io import atomic_write_bytes, atomic_write_json, next_run_dir, run_dirs
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path):
@@ -48,7 +48,10 @@ def test_run_dirs_are_numbered_never_reused(tmp_path: Path):
     a = next_run_dir(tmp_path, "train", "exp")
     b = next_run_dir(tmp_path, "train", "exp")
     c = next_run_dir(tmp_path, "train", "exp")
-    assert [a.name, b.name, c.name] == ["exp", "exp2", "exp3"]
-    (tmp_path / "train" / "exp7").mkdir()
-    assert next_run_dir(tmp_path, "train", "exp").name == "exp8"
+    assert [a.name, b.name, c.name] == ["exp", "exp-2", "exp-3"]
+    (tmp_path / "train" / "exp-7").mkdir()
+    assert next_run_dir(tmp_path, "train", "exp").name == "exp-8"
     assert next_run_dir(tmp_path, "train", "other").name == "other"
+    # a name that ends in digits stays readable: r18, r18-2 (never r182)
+    assert [next_run_dir(tmp_path, "train", "r18").name for _ in range(2)] == ["r18", "r18-2"]
+    assert sorted(p.name for p in run_dirs(tmp_path, "train", "exp")) == ["exp", "exp-2", "exp-3", "exp-7", "exp-8"]

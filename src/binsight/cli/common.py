@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.-]*=")  # a ``key=value`` override, wherever it stands on the line
 
 
 def add_config_args(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from binsight.cli.common import add_config_args, load_stage_config
+
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -44,18 +46,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Udacity file_list.json, a JSON list of ids, or a text file with one id per line (00001 or 523)",
     )
     parser.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO, moto, …); default AWS S3")
-    parser.add_argument("--bucket", default="aft-vbi-pds", help="bucket name (default: %(default)s)")
-    parser.add_argument("--region", default="us-east-1", help="bucket region (default: %(default)s)")
-    parser.add_argument("--workers", type=_positive_int, default=8, help="parallel downloads (default: %(default)s)")
+    parser.add_argument("--bucket", help="bucket name (default: aft-vbi-pds)")
+    parser.add_argument("--region", help="bucket region (default: us-east-1)")
+    parser.add_argument("--workers", type=_positive_int, help="parallel downloads (default: 8)")
     parser.add_argument(
         "--retries",
         type=_non_negative_int,
-        default=5,
-        help="retries per file for network errors, 5xx and throttling, with exponential backoff (default: %(default)s)",
+        help="retries per file for network errors, 5xx and throttling, with exponential backoff (default: 5)",
     )
     parser.add_argument("--limit", type=_positive_int, help="fetch only the first N ids of the list")
     parser.add_argument(
-        "--timeout", type=_positive_float, default=30.0, help="connect/read timeout per request in seconds"
+        "--timeout", type=_positive_float, help="connect/read timeout per request in seconds (default 30)"
     )
     parser.add_argument(
         "--sign-request",
@@ -63,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="sign requests with your AWS credentials (env vars or profile) for a private bucket; "
         "by default requests are anonymous",
     )
+    add_config_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -71,18 +73,11 @@ def run(args: argparse.Namespace) -> int:
     from binsight.data.fetch_list import read_id_list
     from binsight.errors import DataError
 
+    flags = {k: getattr(args, k) for k in ("bucket", "region", "endpoint_url", "workers", "retries", "timeout")}
+    options = load_stage_config(FetchOptions, args, {**flags, "sign_request": args.sign_request or None})
     ids = read_id_list(args.file_list)
     if args.limit:
         ids = ids[: args.limit]
-    options = FetchOptions(
-        bucket=args.bucket,
-        region=args.region,
-        endpoint_url=args.endpoint_url,
-        workers=args.workers,
-        retries=args.retries,
-        timeout=args.timeout,
-        sign_request=args.sign_request,
-    )
     report = fetch_dataset(ids, args.out, options)
     print(report.summary(), flush=True)
     if not report.ok:

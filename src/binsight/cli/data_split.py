@@ -36,7 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train.csv, val.csv, test.csv (path,label,sha256,source), split_summary.json and problems.csv. "
         "Exact duplicates (same bytes) always land in the same split.",
     )
-    parser.add_argument("--src", type=Path, required=True, help="dataset root (ABID layout) or labels CSV")
+    parser.add_argument(
+        "--data", "--src", dest="src", type=Path, required=True, help="dataset root (ABID layout) or labels CSV"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder for the manifests")
     parser.add_argument("--seed", type=int, help="random seed (default 42)")
     parser.add_argument("--val", type=float, help="validation fraction per class (default 0.1)")
@@ -44,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--classes", type=parse_classes, help="item counts to keep, e.g. 1-5 or 0,1,2 (default 1-5); others excluded"
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace the manifests in a non-empty --out folder")
     parser.add_argument("--no-check-images", action="store_true", help="do not decode images (faster, less safe)")
     add_config_args(parser)
     parser.set_defaults(func=handler)
@@ -59,6 +62,10 @@ def handler(args: argparse.Namespace) -> int:
     if args.no_check_images:
         extra["check_images"] = "false"
     cfg = load_stage_config(SplitConfig, args, extra)
+    if args.out.is_dir() and any(args.out.iterdir()) and not args.overwrite:
+        from binsight.errors import BinsightError
+
+        raise BinsightError(f"--out {args.out} is not empty; choose a new folder, or pass --overwrite to replace it")
     summary = split_dataset(args.src, args.out, cfg)
     print(format_summary(summary))
     print(f"wrote {args.out}/train.csv, val.csv, test.csv, split_summary.json, {summary['problems']['report']}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from binsight.cli.common import add_config_args, load_stage_config
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -13,16 +15,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Describe a dataset root, a labels CSV or a split folder: writes class_distribution.png, "
         "samples.png, image_sizes.png and stats.json into --out.",
     )
-    parser.add_argument("--src", type=Path, required=True, help="dataset root, labels CSV, or split folder")
+    parser.add_argument(
+        "--data", "--src", dest="src", type=Path, required=True, help="dataset root, labels CSV, or split folder"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder for the plots and stats.json")
-    parser.add_argument("--seed", type=int, default=0, help="seed for picking sample photos (default 0)")
+    parser.add_argument("--seed", type=int, help="seed for picking sample photos (default 0)")
+    add_config_args(parser)
     parser.set_defaults(func=handler)
 
 
 def handler(args: argparse.Namespace) -> int:
+    from binsight.config.schemas import StatsConfig
     from binsight.data.stats import compute_stats
 
-    summary = compute_stats(args.src, args.out, seed=args.seed)
+    cfg = load_stage_config(StatsConfig, args, {"seed": args.seed})
+    summary = compute_stats(args.src, args.out, seed=cfg.seed)
     print(f"{summary['images']} images ({summary['source_kind']}) in {summary['source']}")
     by_split = summary.get("counts_by_split")
     if by_split:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from binsight.cli.common import add_config_args, load_stage_config
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -11,35 +13,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate a run on a split: metrics, calibration, confusion matrices, mistakes",
         description="Predict every image of a split with the run's artifact, fit the calibration temperature "
         "and the inventory-check review band on val, and write metrics.json, predictions.csv, "
-        "confusion_matrix_<split>[_normalized].png and mistakes_<split>.png into the run directory.",
+        "confusion_matrix_<split>[_normalized].png and mistakes_<split>.png into the run directory (for the "
+        "run's own data) or into RUN/evaluations/<data>-<split>/ (for other data, so nothing of the run is "
+        "overwritten). A calibration that would change an already calibrated artifact is saved as a new "
+        "artifact version instead of changing the served one silently.",
     )
-    parser.add_argument("--run", required=True, help="run directory from `binsight train` (or its artifact/)")
-    parser.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to evaluate")
+    parser.add_argument(
+        "--model", "--run", dest="run", required=True, help="run directory from `binsight train` (or its artifact/)"
+    )
+    parser.add_argument("--split", choices=["train", "val", "test"], help="split to evaluate (default test)")
     parser.add_argument("--data", default=None, help="split folder (default: the run's config.yaml `data:`)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    parser.add_argument("--batch-size", type=int, help="images per forward pass (default 32)")
     parser.add_argument(
         "--no-calibrate",
         action="store_true",
         help="keep the artifact's temperature and review band instead of fitting them on val",
     )
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS, else all CPUs)"
-    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: $OMP_NUM_THREADS, else all CPUs)")
+    add_config_args(parser)
     parser.set_defaults(func=handler)
 
 
 def handler(args: argparse.Namespace) -> int:
+    from binsight.config.schemas import EvaluateConfig
     from binsight.evaluation.evaluate import evaluate_run, format_report
-    from binsight.inference.artifact import run_dir_of
 
+    flags = {"split": args.split, "data": args.data, "batch_size": args.batch_size, "threads": args.threads}
+    cfg = load_stage_config(EvaluateConfig, args, {**flags, "calibrate": False if args.no_calibrate else None})
     metrics = evaluate_run(
         args.run,
-        split=args.split,
-        data=args.data,
-        batch_size=args.batch_size,
-        calibrate=not args.no_calibrate,
-        threads=args.threads,
+        split=cfg.split,
+        data=cfg.data or None,
+        batch_size=cfg.batch_size,
+        calibrate=cfg.calibrate,
+        threads=cfg.threads or None,
     )
     print(format_report(metrics))
-    print(f"wrote metrics.json, predictions.csv and plots to {run_dir_of(args.run)[0]}")
+    print(f"wrote metrics.json, predictions.csv and plots to {metrics['evaluation_dir']}")
+    if metrics["artifact_written"]:
+        from binsight.inference.artifact import read_meta
+
+        written = metrics["artifact_written"]
+        print(f"artifact updated: {written} (version {read_meta(written).version})")
     return 0

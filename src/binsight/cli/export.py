@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from binsight.cli.common import add_config_args, load_stage_config
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -16,16 +18,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "writes the table to RUN/export.json. --format sagemaker writes RUN/model.tar.gz holding the "
         "artifact files, which SageMaker hosting (and `binsight serve`) unpacks into its model directory.",
     )
-    parser.add_argument("--run", required=True, help="run directory or artifact folder")
-    parser.add_argument("--format", required=True, choices=["onnx", "sagemaker"], help="what to write")
+    parser.add_argument("--model", "--run", dest="run", required=True, help="run directory or artifact folder")
+    parser.add_argument("--format", choices=["onnx", "sagemaker"], help="what to write (default onnx)")
     parser.add_argument("--int8", action="store_true", help="also write a statically quantized model.int8.onnx")
     parser.add_argument("--data", default=None, help="split folder (default: the data: entry of RUN/config.yaml)")
-    parser.add_argument("--calib-size", type=int, default=128, help="validation images used to calibrate (128)")
-    parser.add_argument("--eval-limit", type=int, default=0, help="test images to compare on (default 0 = all)")
+    parser.add_argument("--calib-size", type=int, help="validation images used to calibrate (128)")
+    parser.add_argument("--eval-limit", type=int, help="test images to compare on (default 0 = all)")
     parser.add_argument("--no-compare", action="store_true", help="skip the test-split comparison")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--threads", type=int, default=None, help="threads for the comparison (default: all)")
+    parser.add_argument("--opset", type=int, help="ONNX opset (default 17)")
+    parser.add_argument("--threads", type=int, help="threads for the comparison (default: all)")
     parser.add_argument("--out", default=None, help="output file (default: inside the run / artifact)")
+    add_config_args(parser)
     parser.set_defaults(func=handler)
 
 
@@ -42,14 +45,15 @@ def _sagemaker(args: argparse.Namespace) -> int:
 
 
 def handler(args: argparse.Namespace) -> int:
+    from binsight.config.schemas import ExportConfig
     from binsight.errors import BinsightError
 
-    if args.format == "sagemaker":
-        if args.int8:
-            raise BinsightError("--int8 applies to --format onnx; export onnx --int8 first, then sagemaker")
+    flags = {k: getattr(args, k) for k in ("format", "data", "calib_size", "eval_limit", "opset", "threads")}
+    cfg = load_stage_config(
+        ExportConfig, args, {**flags, "int8": args.int8 or None, "compare": False if args.no_compare else None}
+    )
+    if cfg.format == "sagemaker":
         return _sagemaker(args)
-    if args.calib_size < 1 or args.eval_limit < 0:
-        raise BinsightError("--calib-size must be >= 1 and --eval-limit >= 0")
 
     from binsight.data.manifest import read_manifest
     from binsight.evaluation.evaluate import split_dir_of
@@ -67,31 +71,31 @@ def handler(args: argparse.Namespace) -> int:
     run_dir, artifact = run_dir_of(args.run)
     split_dir = None
     try:
-        split_dir = split_dir_of(run_dir, args.data)
+        split_dir = split_dir_of(run_dir, cfg.data or None)
         if not (split_dir / "val.csv").is_file() or not (split_dir / "test.csv").is_file():
             raise BinsightError(f"{split_dir} lacks val.csv/test.csv; pass --data SPLITDIR from `binsight data split`")
     except BinsightError as exc:
-        if args.int8:  # checked before the export, so a missing split costs nothing
+        if cfg.int8:  # checked before the export, so a missing split costs nothing
             raise BinsightError(f"--int8 needs validation images to calibrate on: {exc}") from None
         print(f"binsight: note: no split to compare on ({exc})", file=sys.stderr)
         split_dir = None
-    onnx_path = export_onnx(artifact, opset=args.opset, out=args.out)
+    onnx_path = export_onnx(artifact, opset=cfg.opset, out=args.out)
     print(f"wrote {onnx_path}")
-    reference = Predictor(artifact, backend="torch", threads=args.threads)
+    reference = Predictor(artifact, backend="torch", threads=cfg.threads or None)
     backends = ["torch", "onnx"]
-    if args.int8:
+    if cfg.int8:
         val_rows = read_manifest(split_dir / "val.csv")
-        calibration, _ = preprocess_rows(reference, val_rows, args.calib_size, desc="calibration")
+        calibration, _ = preprocess_rows(reference, val_rows, cfg.calib_size, desc="calibration")
         int8_path = quantize_int8(artifact, calibration)
         print(f"wrote {int8_path} (calibrated on {len(calibration)} validation images)")
         backends.append("onnx-int8")
-    if args.no_compare or split_dir is None:
+    if not cfg.compare or split_dir is None:
         return 0
     test_rows = read_manifest(split_dir / "test.csv")
-    arrays, labels = preprocess_rows(reference, test_rows, args.eval_limit, desc="test images")
-    rows = compare_backends(artifact, arrays, labels, backends, threads=args.threads)
+    arrays, labels = preprocess_rows(reference, test_rows, cfg.eval_limit, desc="test images")
+    rows = compare_backends(artifact, arrays, labels, backends, threads=cfg.threads or None)
     print(format_table(rows))
-    report = {"split": str(split_dir), "n_test": len(labels), "opset": args.opset, "backends": rows}
+    report = {"split": str(split_dir), "n_test": len(labels), "opset": cfg.opset, "backends": rows}
     atomic_write_json(run_dir / "export.json", report)
     print(f"wrote {run_dir / 'export.json'}")
     return 0

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from binsight.cli.common import add_config_args
 
-DEFAULT_CONFIG = "configs/demo.yaml"
+if TYPE_CHECKING:
+    from binsight.config import PipelineConfig
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,10 +17,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "pipeline",
         help="run the main job: data → train → … → report, as resumable stages",
         description="Run the stages listed in the config's `stages` key in order inside one run directory "
-        "(runs/pipeline/<name>[N]) and build report.html. Without --config the embedded demo config is used "
+        "(runs/pipeline/<name>[N]) and build report.html. Without --config the shipped demo config is used, "
+        "from any directory "
         "(SynthBins data, CPU, a few minutes). Finished stages are recorded in pipeline.json, so --resume picks "
         "up after the last finished stage.",
-        epilog="examples:\n  binsight pipeline\n  binsight pipeline --config configs/demo.yaml synth.n=200\n"
+        epilog="examples:\n  binsight pipeline\n  binsight pipeline --config demo synth.n=200\n"
         "  binsight pipeline --resume                # continue the latest run of this config\n"
         "  binsight pipeline --run runs/pipeline/demo --from train\n"
         "  binsight pipeline --run runs/pipeline/demo --only stats\n"
@@ -35,16 +38,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
+def _continued_config(run_dir: Path, args: argparse.Namespace) -> PipelineConfig:
+    """The run's recorded config plus the overrides, refused where they contradict finished, kept stages."""
+    from binsight.config import PipelineConfig, load_config
+    from binsight.pipeline.core import is_finished, load_state, plan_stages
+    from binsight.pipeline.resume import resume_config
+
+    saved = load_config(PipelineConfig, run_dir / "config.yaml")
+    state = load_state(run_dir)
+    plan = plan_stages(saved, state, args.start, args.only, args.skip)
+    kept_done = [n for n, act in plan if act == "keep" and is_finished(state["stages"].get(n, {}))]
+    if args.config is not None:
+        print(f"continuing {run_dir} with its recorded config.yaml (--config is only used to find the run)")
+    return resume_config(run_dir, args.overrides, kept_done)
+
+
 def _latest_run(root: Path, name: str) -> Path | None:
-    base = root / "pipeline"
-    if not base.is_dir():
-        return None
-    runs = [p for p in base.iterdir() if p.is_dir() and p.name.startswith(name) and (p / "pipeline.json").exists()]
+    from binsight.utils.io import run_dirs
+
+    runs = [p for p in run_dirs(root, "pipeline", name) if (p / "pipeline.json").exists()]
     return max(runs, key=lambda p: (p / "pipeline.json").stat().st_mtime, default=None)
 
 
 def run(args: argparse.Namespace) -> int:
     from binsight.config import PipelineConfig, load_config
+    from binsight.config.shipped import DEFAULT_PIPELINE
     from binsight.errors import BinsightError
     from binsight.pipeline.report import cost_summary, stage_list
     from binsight.pipeline.stages import check_stage_names
@@ -53,19 +71,21 @@ def run(args: argparse.Namespace) -> int:
     if args.list_stages:
         print(stage_list())
         return 0
-    config = args.config
-    if config is None and args.run and (args.run / "config.yaml").is_file():
-        config = args.run / "config.yaml"
-    if config is None:
-        config = Path(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).is_file() else None
-    cfg = load_config(PipelineConfig, config, args.overrides)
-    check_stage_names([*cfg.stages, args.start, args.only, *args.skip])  # before a run directory is created
+    # The config names the run to continue; an existing run then continues with its own recorded config.
+    cfg = load_config(PipelineConfig, args.config or DEFAULT_PIPELINE, args.overrides)
     root = Path(cfg.out)
     run_dir = args.run
     if run_dir is None and (args.resume or args.start or args.only):
         run_dir = _latest_run(root, cfg.name)
         if run_dir is None:
             raise BinsightError(f"no earlier pipeline run named {cfg.name!r} under {root / 'pipeline'} to continue")
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        cfg = _continued_config(run_dir, args)
+    check_stage_names([*cfg.stages, args.start, args.only, *args.skip])  # before a run directory is created
+    if cfg.data and not Path(cfg.data).expanduser().exists():
+        from binsight.errors import DataError
+
+        raise DataError(f"data={cfg.data}: no such dataset (an ABID root, a labels CSV or a split folder)")
     if run_dir is None:
         run_dir = next_run_dir(root, "pipeline", cfg.name)
     from binsight.pipeline.core import run_pipeline

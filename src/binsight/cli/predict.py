@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
 from pathlib import Path
+
+from binsight.cli.common import OVERRIDE, add_config_args, load_stage_config
+from binsight.inference.outputs import FORMATS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -14,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "predict",
         help="predict item counts for images or folders of images",
-        description='Print one prediction JSON per image (JSON lines, each with an added "image" field), or '
-        "one JSON list with --json-list. Folders are expanded to their *.jpg/*.jpeg/*.png files, sorted. "
+        description='Print one prediction JSON per image (JSON lines, each with an added "image" field; or CSV, '
+        "an aligned table or one JSON list with --format). Folders are expanded to their *.jpg/*.jpeg/*.png "
+        "files, sorted. --save DIR also writes each photo with its predicted count drawn on it. "
         'An unreadable image gives an {"image", "error"} entry and exit code 1; the others are still '
         "predicted.",
     )
@@ -27,12 +31,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="the count the records expect: adds a check {expected_quantity, match, decision}",
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    parser.add_argument("--json-list", action="store_true", help="print one JSON list instead of JSON lines")
+    parser.add_argument("--batch-size", type=int, help="images per forward pass (default 16)")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS, else all CPUs)"
+        "--format",
+        choices=FORMATS,
+        help="jsonl (default: one prediction JSON per line), json (one list), csv, or table (for reading)",
     )
-    parser.add_argument("--backend", default="torch", help="inference backend (default torch)")
+    parser.add_argument("--json-list", action="store_true", help=argparse.SUPPRESS)  # old spelling of --format json
+    parser.add_argument("--out", type=Path, help="write the predictions to this file instead of standard output")
+    parser.add_argument(
+        "--save", type=Path, metavar="DIR", help="also save each photo with its predicted count and confidence drawn"
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: $OMP_NUM_THREADS, else all CPUs)")
+    parser.add_argument("--backend", help="inference backend: torch (default), onnx, onnx-int8")
+    add_config_args(parser)
     parser.set_defaults(func=handler)
 
 
@@ -49,41 +61,61 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def handler(args: argparse.Namespace) -> int:
+    from binsight.config.schemas import PredictConfig
     from binsight.errors import BinsightError, DataError
+    from binsight.inference.outputs import PredictionWriter, save_annotated
     from binsight.inference.predictor import Predictor
 
-    if args.batch_size < 1:
-        raise BinsightError("--batch-size must be >= 1")
+    # the IMAGE list also catches key=value overrides written after it: they are settings, not files
+    for item in list(args.images):
+        if OVERRIDE.match(item) and not Path(item).exists():
+            args.images.remove(item)
+            args.overrides = [*(args.overrides or []), item]
+    flags = {k: getattr(args, k) for k in ("batch_size", "backend", "threads", "format", "expected_quantity")}
+    cfg = load_stage_config(PredictConfig, args, {**flags, "format": "json" if args.json_list else args.format})
     paths = expand_inputs(args.images)
     if not paths:
         raise BinsightError(f"no .jpg/.jpeg/.png images found in {' '.join(args.images)}")
-    predictor = Predictor(args.model, backend=args.backend, threads=args.threads)
-    collected: list[dict] = []
+    predictor = Predictor(args.model, backend=cfg.backend, threads=cfg.threads or None)
     failed = 0
-
-    def emit(entry: dict) -> None:
-        if args.json_list:
-            collected.append(entry)
-        else:
-            print(json.dumps(entry), flush=True)
-
-    for start in range(0, len(paths), args.batch_size):
-        chunk = paths[start : start + args.batch_size]
-        images, entries = [], []
-        for path in chunk:
-            try:
-                images.append(predictor.open_image(path))
-                entries.append({"image": str(path)})
-            except DataError as exc:
-                failed += 1
-                print(f"binsight: error: {exc}", file=sys.stderr)
-                entries.append({"image": str(path), "error": str(exc)})
-        predictions = iter(predictor.predict_images(images, [args.expected_quantity] * len(images)))
-        for entry in entries:
-            emit(entry if "error" in entry else {"image": entry["image"], **next(predictions)})
-    if args.json_list:
-        print(json.dumps(collected, indent=2))
+    with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(atomic_text(args.out)) if args.out else sys.stdout
+        writer = PredictionWriter(stream, cfg.format)
+        for start in range(0, len(paths), cfg.batch_size):
+            chunk = paths[start : start + cfg.batch_size]
+            images, entries = [], []
+            for path in chunk:
+                try:
+                    images.append(predictor.open_image(path))
+                    entries.append({"image": str(path)})
+                except DataError as exc:
+                    failed += 1
+                    print(f"binsight: error: {exc}", file=sys.stderr)
+                    entries.append({"image": str(path), "error": str(exc)})
+            predictions = iter(predictor.predict_images(images, [cfg.expected_quantity] * len(images)))
+            opened = iter(images)
+            for entry in entries:
+                if "error" not in entry:
+                    entry = {"image": entry["image"], **next(predictions)}
+                    if args.save:
+                        save_annotated(next(opened), entry, args.save / (Path(entry["image"]).stem + ".jpg"))
+                writer.write(entry)
+        writer.close()
+    if args.out:
+        print(f"wrote {len(paths)} predictions to {args.out}", file=sys.stderr)
     if failed:
         print(f"binsight: {failed} of {len(paths)} images could not be predicted", file=sys.stderr)
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def atomic_text(path: Path):
+    """A text stream whose content replaces ``path`` only when the command finishes."""
+    import io
+
+    from binsight.utils.io import atomic_write_text
+
+    buffer = io.StringIO()
+    yield buffer
+    atomic_write_text(path, buffer.getvalue())

@@ -254,10 +254,13 @@ def load_config(
     overrides: list[str] | None = None,
     base: dict[str, Any] | None = None,
 ) -> T:
-    """Build ``cls`` from ``base`` values, then the YAML file at ``path``, then ``overrides``."""
+    """Build ``cls`` from ``base`` values, then the YAML file at ``path`` (a file, or the name of a shipped
+    config), then ``overrides``."""
+    from binsight.config.shipped import resolve_config
+
     data = _deep_copy(base or {})
     if path is not None:
-        data = _merge(data, read_yaml(path))
+        data = _merge(data, read_yaml(resolve_config(path)))
     data = apply_overrides(data, overrides)
     return from_dict(cls, data)
 

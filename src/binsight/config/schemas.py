@@ -82,6 +82,15 @@ class SplitConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Run tracking (`tracking.backend=mlflow|tensorboard` on train, tune and evaluate)."""
+
+    backend: Literal["none", "mlflow", "tensorboard"] = "none"
+    uri: str = ""  # MLflow tracking URI (default: sqlite:///./mlflow.db); TensorBoard log root (default <run>)
+    experiment: str = "binsight"  # MLflow experiment name
+
+
+@dataclass
 class TrainConfig:
     """`binsight train`: one training run."""
 
@@ -120,6 +129,7 @@ class TrainConfig:
     max_train_batches: int = 0
     cache_dir: str = ""
     device: str = "auto"
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -312,3 +322,64 @@ class PipelineConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
     ddp: DistributedConfig = field(default_factory=DistributedConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+
+
+@dataclass
+class EvaluateConfig:
+    """`binsight evaluate`: metrics, calibration and plots of a run on one split."""
+
+    split: Literal["train", "val", "test"] = "test"
+    data: str = ""  # split folder; empty = the run's own data
+    batch_size: int = 32
+    calibrate: bool = True
+    threads: int = 0  # torch threads; 0 = $OMP_NUM_THREADS, else all cores
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0 (0 = automatic)")
+
+
+@dataclass
+class PredictConfig:
+    """`binsight predict`: counts for photos and folders of photos."""
+
+    batch_size: int = 16
+    backend: str = "torch"
+    threads: int = 0
+    format: Literal["jsonl", "json", "csv", "table"] = "jsonl"
+    expected_quantity: int | None = None
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if self.threads < 0:
+            raise ValueError("threads must be >= 0 (0 = automatic)")
+
+
+@dataclass
+class ExportConfig:
+    """`binsight export`: ONNX (optionally static int8) or a SageMaker model.tar.gz."""
+
+    format: Literal["onnx", "sagemaker"] = "onnx"
+    int8: bool = False
+    data: str = ""  # split folder for calibration and the comparison; empty = the run's own data
+    calib_size: int = 128
+    eval_limit: int = 0  # test images compared; 0 = all
+    compare: bool = True
+    opset: int = 17
+    threads: int = 0
+
+    def validate(self) -> None:
+        if self.calib_size < 1 or self.eval_limit < 0:
+            raise ValueError("calib_size must be >= 1 and eval_limit >= 0")
+        if self.int8 and self.format != "onnx":
+            raise ValueError("int8 applies to format onnx; export onnx with int8 first, then sagemaker")
+
+
+@dataclass
+class StatsConfig:
+    """`binsight data stats`: plots and counts of a dataset or split."""
+
+    seed: int = 0  # picks the sample photos

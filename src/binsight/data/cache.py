@@ -246,3 +246,61 @@ def _fill_entry(
     }
     # meta.json last: an entry without it is never opened.
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+@dataclass
+class CacheUsage:
+    """One cache entry as ``binsight cache info`` shows it."""
+
+    kind: str  # images | features
+    path: Path
+    bytes: int
+    last_used: float  # seconds since the epoch (modification time of the entry)
+    detail: str
+
+
+def cache_usage(cache_dir: str | Path = "") -> list[CacheUsage]:
+    """Every decode-cache and feature-cache entry under the cache root, largest first."""
+    root = cache_root(cache_dir)
+    out: list[CacheUsage] = []
+    for entry in sorted((root / "images").glob("*")) if (root / "images").is_dir() else []:
+        if entry.name.startswith("."):
+            continue
+        files = [p for p in entry.rglob("*") if p.is_file()]
+        detail = "incomplete"
+        meta = _read_meta(entry)
+        if meta:
+            detail = f"{meta.get('n', '?')} images at {meta.get('size', '?')} px ({meta.get('resize', '?')})"
+        out.append(
+            CacheUsage(
+                "images",
+                entry,
+                sum(p.stat().st_size for p in files),
+                max((p.stat().st_mtime for p in files), default=entry.stat().st_mtime),
+                detail,
+            )
+        )
+    for entry in sorted((root / "features").glob("*")) if (root / "features").is_dir() else []:
+        if entry.is_file() and not entry.name.startswith("."):
+            stat = entry.stat()
+            out.append(CacheUsage("features", entry, stat.st_size, stat.st_mtime, "backbone features"))
+    return sorted(out, key=lambda u: -u.bytes)
+
+
+def clear_cache(entries: Sequence[CacheUsage]) -> int:
+    """Delete ``entries``; returns the bytes freed. A run reading an entry keeps its open memmap valid."""
+    freed = 0
+    for entry in entries:
+        if entry.path.is_dir():
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            entry.path.unlink(missing_ok=True)
+        freed += entry.bytes
+    return freed
+
+
+def _read_meta(entry: Path) -> dict | None:
+    try:
+        return json.loads((entry / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None

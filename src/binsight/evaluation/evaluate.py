@@ -1,6 +1,7 @@
 """The evaluate job: predict a split with the run's artifact, calibrate on val, write metrics and plots.
 
-Files written into the run directory (atomically):
+Files written (atomically) into the run directory when the split is the run's own data, else into
+``<run>/evaluations/<data folder name>-<split>/`` so that evaluating other data never overwrites the run's results:
 
 - ``metrics.json``: everything :func:`classification_metrics` returns for the split, plus ``split``,
   ``temperature``, ``calibrated``, ``ece_before`` / ``ece_after`` (T = 1 vs the final temperature),
@@ -8,8 +9,10 @@ Files written into the run directory (atomically):
 - ``predictions.csv``: ``path,label,predicted,confidence,p_<label>…`` with calibrated probabilities;
 - ``confusion_matrix_<split>.png``, ``confusion_matrix_<split>_normalized.png``, ``mistakes_<split>.png``.
 
-The artifact's ``model.json`` gets the fitted ``temperature``, the chosen ``decision_thresholds`` and the
-headline numbers in ``metrics`` (``<split>_accuracy`` …).
+On the run's own data the artifact's ``model.json`` gets the headline numbers (``<split>_accuracy`` …) and, the
+first time, the fitted ``temperature`` and ``decision_thresholds``. A calibration that would change an already
+calibrated artifact, or one fitted on other data, is written as a new artifact version in ``<out>/artifact``
+instead, so a served model's probabilities never change under the same version.
 """
 
 from __future__ import annotations
@@ -49,6 +52,33 @@ class SplitOutputs:
     @property
     def raw(self) -> np.ndarray:
         return np.concatenate(self.outputs) if self.outputs else np.zeros((0, 0), dtype=np.float32)
+
+
+def evaluation_dir(run_dir: Path, data: str | Path | None, split: str) -> Path:
+    """Where an evaluation's files go: the run directory for its own data, else a folder named after the data."""
+    if data is None:
+        return run_dir
+    try:
+        own = split_dir_of(run_dir, None).resolve() == Path(data).resolve()
+    except BinsightError:
+        own = False
+    if own:
+        return run_dir
+    name = f"{Path(data).resolve().name or 'data'}-{split}"
+    out = run_dir / "evaluations" / name
+    recorded = out / "metrics.json"
+    if recorded.is_file():
+        import json
+
+        try:
+            same = json.loads(recorded.read_text()).get("data") == str(Path(data).resolve())
+        except (OSError, ValueError):
+            same = False
+        if not same:  # another folder of the same name: keep both
+            import hashlib
+
+            out = out.with_name(f"{name}-{hashlib.sha256(str(Path(data).resolve()).encode()).hexdigest()[:6]}")
+    return out
 
 
 def split_dir_of(run_dir: Path, data: str | Path | None) -> Path:
@@ -155,7 +185,10 @@ def evaluate_run(
     if batch_size < 1:
         raise BinsightError("--batch-size must be >= 1")
     run_dir, artifact_dir = run_dir_of(run)
-    splits = load_split(split_dir_of(run_dir, data))
+    split_dir = split_dir_of(run_dir, data)
+    splits = load_split(split_dir)
+    out_dir = evaluation_dir(run_dir, data, split)
+    own_data = out_dir == run_dir
     if not splits[split]:
         raise DataError(f"the {split} split is empty; nothing to evaluate")
     predictor = Predictor(artifact_dir, threads=threads)
@@ -198,31 +231,73 @@ def evaluate_run(
         skipped=len(evaluated.skipped),
         skipped_files=[{"path": p, "reason": r} for p, r in evaluated.skipped],
         model={"name": meta.name, "version": meta.version, "artifact": str(artifact_dir)},
+        data=str(split_dir.resolve()),
+        evaluation_dir=str(out_dir),
     )
 
-    atomic_write_text(run_dir / "predictions.csv", _predictions_csv(evaluated.paths, y, probs, labels))
+    atomic_write_text(out_dir / "predictions.csv", _predictions_csv(evaluated.paths, y, probs, labels))
     cm = np.asarray(metrics["confusion_matrix"])
-    plot_confusion_matrix(cm, labels, run_dir / f"confusion_matrix_{split}.png", title=f"confusion matrix ({split})")
+    plot_confusion_matrix(cm, labels, out_dir / f"confusion_matrix_{split}.png", title=f"confusion matrix ({split})")
     plot_confusion_matrix(
-        cm, labels, run_dir / f"confusion_matrix_{split}_normalized.png", normalize=True, title=f"recall ({split})"
+        cm, labels, out_dir / f"confusion_matrix_{split}_normalized.png", normalize=True, title=f"recall ({split})"
     )
     mistakes = [
         Mistake(path, labels[t], labels[p], float(row[p]))
         for path, t, p, row in zip(evaluated.paths, y, pred, probs, strict=True)
         if t != p
     ]
-    plot_mistakes(mistakes, run_dir / f"mistakes_{split}.png")
-    atomic_write_json(run_dir / "metrics.json", metrics)
-
-    # The artifact carries what every predictor needs: temperature, review band, headline numbers.
-    if calibrated:
-        meta.temperature = temperature
-        meta.decision_thresholds = {k_: float(thresholds[k_]) for k_ in ("review_low", "review_high")}
-    meta.metrics = {**(meta.metrics or {}), **{f"{split}_{key}": metrics[key] for key in HEADLINE}}
-    if calibrated:
-        meta.metrics.update(ece_before=metrics["ece_before"], ece_after=metrics["ece_after"])
-    write_meta(artifact_dir, meta)
+    plot_mistakes(mistakes, out_dir / f"mistakes_{split}.png")
+    metrics["artifact_written"] = _update_artifact(artifact_dir, out_dir, meta, metrics, split, own_data, calibrated)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    _track(run_dir, out_dir, metrics, split if own_data else f"{out_dir.name}")
     return metrics
+
+
+def _track(run_dir: Path, out_dir: Path, metrics: dict[str, Any], prefix: str) -> None:
+    """Log the evaluation into the run's MLflow run when the run was tracked."""
+    from binsight.tracking import continue_tracker, log_files
+
+    tracker = continue_tracker(run_dir)
+    if tracker is None:
+        return
+    tracker.log_metrics({f"{prefix}_{key}": metrics[key] for key in HEADLINE if key in metrics})
+    log_files(tracker, out_dir, ("metrics.json", "predictions.csv", "*.png"), f"evaluation/{prefix}")
+    tracker.close()
+
+
+def _update_artifact(
+    artifact_dir: Path, out_dir: Path, meta, metrics: dict[str, Any], split: str, own_data: bool, calibrated: bool
+) -> str:
+    """Record the calibration and headline numbers: in place where that changes no prediction of a versioned
+    artifact, else as a new artifact version in ``out_dir/artifact``. Returns the folder written ("" if none)."""
+    import shutil
+
+    thresholds = {k: float(metrics["review_thresholds"][k]) for k in ("review_low", "review_high")}
+    changes = calibrated and (
+        not np.isclose(meta.temperature, metrics["temperature"], rtol=1e-6) or meta.decision_thresholds != thresholds
+    )
+    first_calibration = "ece_after" not in (meta.metrics or {})
+    if not own_data and not changes:
+        return ""  # other data, nothing that changes predictions: the artifact stays as it is
+    if changes:
+        meta.temperature = float(metrics["temperature"])
+        meta.decision_thresholds = thresholds
+        meta.metrics = {**(meta.metrics or {}), "ece_before": metrics["ece_before"], "ece_after": metrics["ece_after"]}
+    if own_data:
+        meta.metrics = {**(meta.metrics or {}), **{f"{split}_{key}": metrics[key] for key in HEADLINE}}
+    if not changes or (own_data and first_calibration):
+        write_meta(artifact_dir, meta)
+        return str(artifact_dir)
+    import hashlib
+
+    digest = hashlib.sha256(f"{meta.temperature:.9f}{sorted(thresholds.items())}".encode()).hexdigest()[:8]
+    meta.version = f"{meta.version.split('+cal-')[0]}+cal-{digest}"
+    target = out_dir / "artifact"
+    if target.resolve() != artifact_dir.resolve():
+        shutil.copytree(artifact_dir, target, dirs_exist_ok=True)
+    write_meta(target, meta)
+    log.info("recalibrated artifact written as a new version %s in %s", meta.version, target)
+    return str(target)
 
 
 def format_report(metrics: dict[str, Any]) -> str:

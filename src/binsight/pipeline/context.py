@@ -21,6 +21,7 @@ class Section:
     figures: list[tuple[str, str]] = field(default_factory=list)  # (caption, path relative to the run dir)
     tables: list[dict[str, Any]] = field(default_factory=list)  # {"caption", "columns", "rows"}
     html: str = ""  # extra trusted HTML made by binsight itself (never user input)
+    skipped: str = ""  # why the stage had nothing to do (recorded as status "skipped", its outputs still kept)
 
 
 @dataclass

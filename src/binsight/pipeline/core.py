@@ -61,12 +61,17 @@ def plan_stages(
             action = "skip"
         elif not started:
             action = "keep"
-        elif start is None and state["stages"].get(name, {}).get("status") == "done":
+        elif start is None and is_finished(state["stages"].get(name, {})):
             action = "keep"  # resume: finished stages are not redone
         else:
             action = "run"
         plan.append((name, action))
     return plan
+
+
+def is_finished(entry: dict[str, Any]) -> bool:
+    """A stage that ran to its end: done, or skipped by itself with its outputs recorded (not by --skip)."""
+    return entry.get("status") == "done" or (entry.get("status") == "skipped" and "outputs" in entry)
 
 
 def run_pipeline(
@@ -86,13 +91,13 @@ def run_pipeline(
     state.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
     state["config"] = asdict(cfg)
     plan = plan_stages(cfg, state, start, only, skip or [])
-    outputs = {n: s.get("outputs", {}) for n, s in state["stages"].items() if s.get("status") == "done"}
+    outputs = {n: s.get("outputs", {}) for n, s in state["stages"].items() if is_finished(s)}
     ctx = StageContext(cfg=cfg, run_dir=run_dir, outputs=outputs)
     for name, action in plan:
         if action == "keep":
             continue
         if action == "skip":
-            state["stages"][name] = {"status": "skipped"}
+            state["stages"][name] = {"status": "skipped", "reason": "skipped with --skip"}
             continue
         ctx.restart = bool(start or only)
         log.info("pipeline: stage %s …", name)
@@ -111,7 +116,7 @@ def run_pipeline(
             write_report(run_dir, state)
             raise
         entry.update(
-            status="done",
+            status="skipped" if section.skipped else "done",
             wall_s=round(time.perf_counter() - wall0, 3),
             cpu_s=round(_cpu_seconds() - cpu0, 3),
             finished=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -121,7 +126,11 @@ def run_pipeline(
         ctx.outputs[name] = out
         atomic_write_json(run_dir / STATE_FILE, state)
         write_report(run_dir, state)
-        log.info("pipeline: stage %s done in %.1f s (CPU %.1f s)", name, entry["wall_s"], entry["cpu_s"])
+        if section.skipped:
+            entry["reason"] = section.skipped
+            log.info("pipeline: stage %s skipped: %s", name, section.skipped)
+        else:
+            log.info("pipeline: stage %s done in %.1f s (CPU %.1f s)", name, entry["wall_s"], entry["cpu_s"])
     # Stages no longer planned keep their old entries; the report follows the config's order.
     state["order"] = list(cfg.stages)
     atomic_write_json(run_dir / STATE_FILE, state)

@@ -18,7 +18,8 @@ def _class_table(caption: str, counts_by_split: dict[str, dict[str, int]]) -> di
 def stage_synth(ctx: StageContext) -> StageResult:
     if ctx.cfg.data:
         src = Path(ctx.cfg.data).expanduser().resolve()
-        return {"dataset": str(src)}, Section("Data", summary=f"Using the existing dataset {src}.")
+        reason = f"data= names an existing dataset: {src}"
+        return {"dataset": str(src)}, Section("Data", summary=f"Using the existing dataset {src}.", skipped=reason)
     from binsight.data.synth import generate
 
     out = ctx.path("data", "synth")

@@ -1,10 +1,18 @@
-"""How the pipeline reports: ``report.html`` (one self-contained page, figures embedded as data URIs, inline
-CSS, no scripts, with the cost table and one section per stage) and the plain-text tables the CLI prints."""
+"""How the pipeline reports: ``report.html`` and the plain-text tables the CLI prints.
+
+The page is self-contained (figures embedded as data URIs, inline CSS, no scripts) and leads with the answer: a
+headline (the chosen model's test accuracy, macro-F1 and count RMSE, and its artifact), then a comparison of the
+models the run trained on the same test split, a table of contents, the cost per stage, one section per stage
+(figures open full size on a click; raw outputs fold away), the environment and links to every file produced."""
 
 from __future__ import annotations
 
 import base64
 import html
+import json
+import os
+import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +29,22 @@ figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top} figure im
 border:1px solid #e3e7eb} figcaption{font-size:.85em;color:#56606b}
 .status-done{color:#197a3a}.status-failed{color:#b3261e}.status-skipped{color:#8a6d00}
 .muted{color:#6b7580;font-size:.9em} pre{background:#f6f8fa;padding:.6em;overflow:auto;font-size:.85em}
+.headline{background:#f3f7fb;border:1px solid #cfe0f1;border-radius:6px;padding:.8em 1.2em}
+.headline .big{font-size:1.5em;font-weight:600;margin-right:1.2em} nav ol{columns:2}
+label.zoom input{display:none} label.zoom{cursor:zoom-in}
+label.zoom input:checked+img{position:fixed;inset:2vh 2vw;max-width:96vw;max-height:96vh;margin:auto;
+z-index:10;background:#fff;box-shadow:0 0 0 100vmax rgba(0,0,0,.6);cursor:zoom-out}
 """
+
+# (stage, what its model is called in the comparison): stages whose outputs carry test-split metrics.
+COMPARED = (("evaluate", "baseline (train)"), ("final", "tuned (final)"), ("ddp_train", "distributed (ddp_train)"))
+METRICS = (
+    ("accuracy", "accuracy"),
+    ("macro_f1", "macro-F1"),
+    ("rmse", "count RMSE"),
+    ("off_by_one", "off-by-one"),
+    ("ece_after", "ECE"),
+)
 
 
 def _img(run_dir: Path, rel: str) -> str:
@@ -30,7 +53,9 @@ def _img(run_dir: Path, rel: str) -> str:
         return f'<p class="muted">(figure {html.escape(rel)} is missing)</p>'
     mime = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(rel)}" src="data:{mime};base64,{data}">'
+    # a click shows the figure full size (a checkbox toggles the CSS; one copy of the data, no script)
+    img = f'<img alt="{html.escape(rel)}" src="data:{mime};base64,{data}">'
+    return f'<label class="zoom"><input type="checkbox">{img}</label>'
 
 
 def _fmt(v: Any) -> str:
@@ -73,24 +98,130 @@ def _cost_table(state: dict[str, Any], order: list[str]) -> str:
     return table
 
 
+def _model_of(stage: str, outputs: dict[str, Any]) -> str:
+    artifact = outputs.get("artifact") or str(Path(outputs.get("run_dir", ".")) / "artifact")
+    try:
+        meta = json.loads((Path(artifact) / "model.json").read_text())
+        return f"{meta.get('architecture', '?')} ({meta.get('version', '')})"
+    except (OSError, TypeError, ValueError):
+        return stage
+
+
+def _headline(run_dir: Path, state: dict[str, Any]) -> str:
+    """The chosen model (the tuned one when there is one, else the baseline) and its test-split numbers."""
+    stages = state["stages"]
+    for stage, train_stage in (("final", "final"), ("evaluate", "train")):
+        entry = stages.get(stage) or {}
+        metrics = (entry.get("outputs") or {}).get("metrics")
+        if entry.get("status") == "done" and metrics:
+            outputs = (stages.get(train_stage) or {}).get("outputs") or {}
+            artifact = outputs.get("artifact", "")
+            link = _link(run_dir, artifact) if artifact else ""
+            numbers = "".join(
+                f"<span class='big'>{label} {_fmt(metrics[key])}</span>" for key, label in METRICS[:3] if key in metrics
+            )
+            return (
+                f"<div class='headline'><p>{numbers}</p><p>on the test split · model "
+                f"{html.escape(_model_of(train_stage, outputs))} · artifact {link}</p></div>"
+            )
+    return "<div class='headline'><p>No model has been evaluated on the test split in this run yet.</p></div>"
+
+
+def _comparison(state: dict[str, Any]) -> str:
+    rows = []
+    for stage, label in COMPARED:
+        metrics = ((state["stages"].get(stage) or {}).get("outputs") or {}).get("metrics")
+        if metrics:
+            rows.append([label, *[metrics.get(key, "") for key, _ in METRICS]])
+    if len(rows) < 2:
+        return ""
+    table = render_table({"columns": ["model", *[label for _, label in METRICS]], "rows": rows})
+    return "<h2 id='comparison'>Models compared on the test split</h2>" + table
+
+
+def environment() -> dict[str, str]:
+    """Versions, processor, accelerator and the git commit of the binsight checkout (when it is one)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = "not a git checkout"
+    return {
+        "binsight": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "CPU": f"{cpu} ({os.cpu_count()} logical cores)",
+        "GPU": gpu,
+        "git commit": commit,
+        "platform": platform.platform(),
+    }
+
+
+def _link(run_dir: Path, path: str) -> str:
+    target = Path(path)
+    try:
+        rel = os.path.relpath(target, run_dir)
+    except ValueError:
+        rel = str(target)
+    return f"<a href='{html.escape(rel)}'><code>{html.escape(rel)}</code></a>"
+
+
+def _artifact_links(run_dir: Path, state: dict[str, Any], order: list[str]) -> str:
+    items = []
+    for stage in order:
+        outputs = (state["stages"].get(stage) or {}).get("outputs") or {}
+        for key, value in outputs.items():
+            if isinstance(value, str) and value.startswith(str(run_dir)) and Path(value).exists():
+                items.append(f"<li>{html.escape(stage)} · {html.escape(key)}: {_link(run_dir, value)}</li>")
+    return f"<ul>{''.join(items)}</ul>" if items else "<p class='muted'>No files recorded yet.</p>"
+
+
 def write_report(run_dir: Path, state: dict[str, Any]) -> Path:
     """Render ``report.html`` from the recorded stage sections."""
     order = state.get("order") or list((state.get("config") or {}).get("stages") or state["stages"])
     name = (state.get("config") or {}).get("name", run_dir.name)
+    sections = [(stage, state["stages"].get(stage) or {}) for stage in order]
+    toc = [("comparison", "Models compared")] if _comparison(state) else []
+    toc += [("cost", "Cost per stage")]
+    toc += [(stage, (e.get("section") or {}).get("title") or stage) for stage, e in sections if e.get("section")]
+    toc += [("environment", "Environment"), ("files", "Files")]
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>binsight report: {html.escape(name)}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>binsight pipeline: {html.escape(name)}</h1>",
         f"<p class='muted'>run directory <code>{html.escape(str(run_dir))}</code> · started "
         f"{html.escape(str(state.get('created_at', '')))} · binsight {__version__}</p>",
-        "<h2>Cost per stage</h2>",
+        _headline(run_dir, state),
+        _comparison(state),
+        "<nav><h2>Contents</h2><ol>"
+        + "".join(f"<li><a href='#{html.escape(a)}'>{html.escape(t)}</a></li>" for a, t in toc)
+        + "</ol></nav>",
+        "<h2 id='cost'>Cost per stage</h2>",
         "<p>Wall-clock and CPU seconds of each stage on this machine (CPU seconds include child processes).</p>",
         _cost_table(state, order),
     ]
-    for stage in order:
-        entry = state["stages"].get(stage) or {}
+    for stage, entry in sections:
         if entry.get("status") == "failed":
-            parts.append(f"<h2>{html.escape(stage)} — failed</h2><pre>{html.escape(entry.get('error', ''))}</pre>")
+            parts.append(f"<h2 id='{html.escape(stage)}'>{html.escape(stage)} — failed</h2>")
+            parts.append(f"<pre>{html.escape(entry.get('error', ''))}</pre>")
+            continue
+        if entry.get("status") == "skipped":
+            parts.append(f"<h2 id='{html.escape(stage)}'>{html.escape(stage)} — skipped</h2>")
+            parts.append(f"<p class='muted'>{html.escape(entry.get('reason', 'skipped on request'))}</p>")
             continue
         sec = entry.get("section")
         if not sec:
@@ -104,6 +235,14 @@ def write_report(run_dir: Path, state: dict[str, Any]) -> Path:
             parts.append(sec["html"])
         for caption, rel in sec.get("figures", []):
             parts.append(f"<figure>{_img(run_dir, rel)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+        if entry.get("outputs"):
+            raw = json.dumps(entry["outputs"], indent=2, default=str)
+            parts.append(f"<details><summary>raw outputs (JSON)</summary><pre>{html.escape(raw)}</pre></details>")
+    env_rows = [[k, v] for k, v in environment().items()]
+    parts.append("<h2 id='environment'>Environment</h2>" + render_table({"columns": ["", ""], "rows": env_rows}))
+    parts.append("<h2 id='files'>Files</h2>" + _artifact_links(run_dir, state, order))
+    raw_state = json.dumps(state, indent=2, default=str)
+    parts.append(f"<details><summary>pipeline.json</summary><pre>{html.escape(raw_state)}</pre></details>")
     parts.append("</body></html>")
     return atomic_write_text(run_dir / "report.html", "\n".join(parts))
 

@@ -30,6 +30,7 @@ from binsight.config.loader import ConfigError, dump_yaml, load_config
 from binsight.config.schemas import TrainConfig
 from binsight.errors import BinsightError
 from binsight.faults import Faults
+from binsight.tracking import Tracker, log_files, open_tracker
 from binsight.training.checkpoint import has_checkpoint, holds_run
 from binsight.training.protocol import WorkerEnv
 from binsight.utils.signals import StopFlag, stop_on_signals
@@ -175,8 +176,11 @@ def train(
     if not dist.is_main:
         os.environ["BINSIGHT_NO_PROGRESS"] = "1"  # one progress bar and one log per job: rank 0's
         logging.getLogger("binsight").setLevel(logging.WARNING)
+    tracker: Tracker | None = None
     try:
         trainer = _prepare(cfg, out, project, resume, worker, auto_resume, stop, on_epoch_end, start_time, faults)
+        if dist.is_main:
+            tracker = _start_tracking(cfg, trainer)
         guard = stop_on_signals(stop) if handle_signals else contextlib.nullcontext(stop)
         with guard:
             result = trainer.fit()
@@ -188,6 +192,15 @@ def train(
             export_artifact(trainer, run_dir, result.best_epoch)
             write_plots(run_dir, result.history, result.best_metrics, data.class_labels)
         D.barrier()  # no rank reports success before the artifact exists
+        if tracker is not None:
+            log_files(tracker, run_dir, ("config.yaml", "metrics.csv", "*.png"))
+            tracker.log_artifacts(artifact_dir, "model")
+            tracker.close()
+            tracker = None
+    except BaseException:
+        if tracker is not None:
+            tracker.close("KILLED")  # stopped (resumable) or failed: MLflow shows it as not finished
+        raise
     finally:
         if joined:
             D.destroy_process_group()
@@ -200,6 +213,18 @@ def train(
         artifact_dir,
     )
     return TrainResult(run_dir, artifact_dir, result.best_epoch, best, result.history, result.stopped_early)
+
+
+def _start_tracking(cfg: TrainConfig, trainer: Trainer) -> Tracker | None:
+    """Open the run's tracker (``cfg.tracking``), log the config and hook per-epoch metrics."""
+    from binsight.config.loader import to_dict
+
+    tracker = open_tracker(cfg.tracking, trainer.run_dir, trainer.run_dir.name, {"binsight.model": cfg.model})
+    if tracker is not None:
+        active = tracker
+        active.log_params(to_dict(cfg))
+        trainer.on_epoch_end.append(lambda epoch, row: active.log_metrics(row, step=epoch))
+    return tracker
 
 
 def _prepare(
@@ -226,21 +251,21 @@ def _prepare(
 
     dist = worker.dist
 
-    def choose_run_dir() -> tuple[str, bool]:
+    def choose_run_dir() -> tuple[str, bool, bool]:
+        """(run directory, resuming, whether this call created the folder)."""
         if resume is not None:
-            return str(resolve_run_dir(resume)), True
+            return str(resolve_run_dir(resume)), True, False
         if auto_resume and out is not None and has_checkpoint(Path(out)):
             _check_same_run(Path(out), cfg)
             log.info("%s holds this run with a checkpoint: resuming it", out)
-            return str(Path(out)), True
+            return str(Path(out)), True, False
         if auto_resume and out is not None:
             Path(out).mkdir(parents=True, exist_ok=True)  # a run that died before its first checkpoint
-            run_dir = Path(out)
-        else:
-            run_dir = _new_run_dir(cfg, out, project)
-        return str(run_dir), False
+            return str(Path(out)), False, False
+        existed = out is not None and Path(out).exists()
+        return str(_new_run_dir(cfg, out, project)), False, not existed
 
-    chosen, resuming = D.run_on_main(choose_run_dir, dist)
+    chosen, resuming, created = D.run_on_main(choose_run_dir, dist)
     run_dir = Path(chosen)
     if dist.is_main:
         atomic_write_text(run_dir / "config.yaml", dump_yaml(cfg))
@@ -250,7 +275,14 @@ def _prepare(
     def load() -> SplitData:
         return load_split_data(cfg.data, cfg.img_size, cfg.resize, cfg.cache_dir, workers=cfg.num_workers)
 
-    data = D.run_on_local_first(load, dist)
+    try:
+        data = D.run_on_local_first(load, dist)
+    except BaseException:
+        if created and dist.is_main:  # a start that failed on its data leaves no folder and frees the number
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     trainer = Trainer(cfg, data, run_dir, worker, stop, on_epoch_end, start_time, faults)
     if resuming:
         state, path = D.run_on_main(lambda: trainer.checkpoints.load_latest(), dist)

@@ -96,11 +96,19 @@ def plot_history(rows: list[dict[str, Any]], path: Path) -> Path:
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    done = [r for r in rows if r["value"] is not None]
+    done = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
     ax.scatter([r["trial"] for r in done], [r["value"] for r in done], label="complete trial", color="tab:blue")
-    pruned = [r for r in rows if r["state"] == "PRUNED"]
+    # a pruned trial's value is the last one it reported (Optuna records it so): drawn there, not at zero,
+    # and never counted as the best so far
+    pruned = [r for r in rows if r["state"] == "PRUNED" and r["value"] is not None]
     if pruned:
-        ax.scatter([r["trial"] for r in pruned], [0.0] * len(pruned), marker="x", color="tab:gray", label="pruned")
+        ax.scatter(
+            [r["trial"] for r in pruned],
+            [r["value"] for r in pruned],
+            marker="x",
+            color="tab:gray",
+            label="pruned (last reported value)",
+        )
     best, xs, ys = -math.inf, [], []
     for r in sorted(done, key=lambda r: r["trial"]):
         best = max(best, r["value"])

@@ -53,15 +53,28 @@ def _umask() -> int:
     return mask
 
 
+def _numbered(name: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(name)}(?:-(\d+))?$")
+
+
+def run_dirs(root: str | Path, kind: str, name: str) -> list[Path]:
+    """The existing ``root/kind/name`` and ``name-N`` folders."""
+    base = Path(root) / kind
+    if not base.is_dir():
+        return []
+    pattern = _numbered(name)
+    return [p for p in base.iterdir() if p.is_dir() and pattern.match(p.name)]
+
+
 def next_run_dir(root: str | Path, kind: str, name: str) -> Path:
-    """Create and return ``root/kind/name``, or ``name2``, ``name3`` … if taken. Never reuses a folder."""
+    """Create and return ``root/kind/name``, or ``name-2``, ``name-3`` … if taken. Never reuses a folder."""
     base = Path(root) / kind
     base.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(rf"^{re.escape(name)}(\d*)$")
+    pattern = _numbered(name)
     taken = [int(m.group(1) or 1) for p in base.iterdir() if (m := pattern.match(p.name))]
     n = max(taken, default=0) + 1
     while True:
-        candidate = base / (name if n == 1 else f"{name}{n}")
+        candidate = base / (name if n == 1 else f"{name}-{n}")
         try:
             candidate.mkdir()
             return candidate
