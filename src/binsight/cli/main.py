@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "cleanup",
     "gateway",
     "pipeline",
+    "aws",
 ]
 
 

@@ -15,7 +15,8 @@ What it reads:
 - ``SM_MODEL_DIR``: receives the artifact (``model.json`` + ``model.safetensors``).
 - ``SM_OUTPUT_DATA_DIR``: receives ``metrics.csv``, ``config.yaml`` and the plots.
 - ``/opt/ml/checkpoints`` (present when the job has ``checkpoint_s3_uri``): the run directory lives there and
-  a restarted job (managed spot) resumes from it automatically.
+  a restarted job (managed spot) resumes from it automatically; so does a new job given the same checkpoint
+  location and ``BINSIGHT_RUN_NAME`` (``binsight aws train --resume``).
 - Hyperparameters arrive as ``--key value`` arguments and become ``key=value`` overrides.
 
 With ``distribution={"torch_distributed": {"enabled": True}}`` SageMaker starts torchrun itself and every
@@ -205,7 +206,8 @@ def sagemaker_train_args(sm: SageMakerEnv, argv: list[str]) -> list[str]:
     """The ``binsight train`` arguments for this job: data, run directory, launcher options, hyperparameters."""
     from binsight.training.distributed import launched_by_torchrun
 
-    name = os.environ.get("TRAINING_JOB_NAME", "sagemaker")
+    # BINSIGHT_RUN_NAME (set by `binsight aws train`) stays the same when a new job resumes an old one's run.
+    name = os.environ.get("BINSIGHT_RUN_NAME") or os.environ.get("TRAINING_JOB_NAME", "sagemaker")
     args = ["--data", str(prepare_split(sm)), "--out", str(run_dir_for(sm, name)), "--auto-resume", *argv]
     args += ["--publish-sagemaker"]
     if not launched_by_torchrun() and "--nproc" not in argv and len(sm.hosts) * sm.workers_per_host() > 1:
