@@ -233,12 +233,15 @@ def resume_request(api: Api, old_job: str, new_job: str) -> dict[str, Any]:
     old = api.call("sagemaker", "describe_training_job", TrainingJobName=old_job)
     if not old.get("CheckpointConfig"):
         raise AwsInputError(f"{old_job} has no CheckpointConfig: there is nothing on S3 to resume from")
-    spec = dict(old["AlgorithmSpecification"])
-    spec["MetricDefinitions"] = METRIC_DEFINITIONS
+    spec = old["AlgorithmSpecification"]
     request = {
         "TrainingJobName": new_job,
         "HyperParameters": old["HyperParameters"],
-        "AlgorithmSpecification": {k: spec[k] for k in ("TrainingImage", "TrainingInputMode", "MetricDefinitions")},
+        "AlgorithmSpecification": {
+            "TrainingImage": spec["TrainingImage"],
+            "TrainingInputMode": spec["TrainingInputMode"],
+            "MetricDefinitions": METRIC_DEFINITIONS,
+        },
         "RoleArn": old["RoleArn"],
         "InputDataConfig": old["InputDataConfig"],
         "OutputDataConfig": old["OutputDataConfig"],

@@ -182,7 +182,8 @@ def _api(args: argparse.Namespace, region: str, deployment: str, dry_run: bool):
     return Api(region=region, deployment=deployment, ledger=Ledger(args.ledger), dry_run=dry_run)
 
 
-def _print_calls(calls: list, out=sys.stdout) -> None:
+def _print_calls(calls: list, out=None) -> None:
+    out = out or sys.stdout
     shown: dict[tuple[str, str], int] = {}
     for call in calls:
         key = (call.service, call.operation)
@@ -311,8 +312,8 @@ def handle_train(args: argparse.Namespace) -> int:
         name = args.attach
     else:
         opts = _job_opts(args)
-        validate_options(opts, target.region)
-        if not args.resume:
+        if not args.resume:  # a resumed job reuses the old job's options
+            validate_options(opts, target.region)
             _check_data(args.data)
         name = job_name(target.deployment, cfg.name)
 

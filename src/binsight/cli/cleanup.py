@@ -36,9 +36,10 @@ def print_removed(removed: dict[str, list], as_json: bool = False) -> None:
     for kind, names in removed.items():
         if kind == "processes":
             continue
+        verb = "stopped" if kind == "jobs" else "deleted"
+        singular = (kind[:-3] + "y" if kind.endswith("ies") else kind[:-1]).replace("_", " ")
         for name in names:
-            verb = "stopped" if kind == "jobs" else "deleted"
-            print(f"{verb} {kind[:-1].replace('_', ' ')} {name}")
+            print(f"{verb} {singular} {name}")
     if removed.get("processes"):
         print(f"stopped processes {' '.join(map(str, removed['processes']))}")
     if not any(removed.values()):
