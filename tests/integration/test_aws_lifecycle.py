@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -212,11 +213,22 @@ def test_train_tune_deploy_gateway_audit_cleanup(aws, capsys, tmp_path, split):
     done = play_training_container(aws, job, tmp_path / "container")
     f1 = re.search(METRIC_DEFINITIONS[0]["Regex"], done.stderr)
     assert f1 and 0.0 <= float(f1.group(1)) <= 1.0, "val_macro_f1 metric regex does not match the trainer's log"
+    logs = aws("logs")  # SageMaker writes the container's output to CloudWatch, one stream per host
+    logs.create_log_group(logGroupName="/aws/sagemaker/TrainingJobs")
+    stream = f"{job_name}/algo-1-1766600000"
+    logs.create_log_stream(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream)
+    lines = [line for line in done.stderr.splitlines() if line.strip()][-20:]
+    now = int(time.time() * 1000)
+    events = [{"timestamp": now + i, "message": line} for i, line in enumerate(lines)]
+    logs.put_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream, logEvents=events)
     code, out, err = run(
         capsys, "train", *common(), "--attach", job_name, "--poll", "0.1", "--out", str(tmp_path / "runs")
     )
     assert code == 0, err
     assert "status Completed" in out and "cost $" in out
+    assert f"training job {job_name}: Completed" in err  # the status line
+    epoch_line = next(line for line in lines if f1.group(0) in line)
+    assert f"[algo-1-1766600000] {epoch_line}" in out  # the job's log, streamed
     run_dir = tmp_path / "runs" / job_name
     assert (run_dir / "artifact" / "model.safetensors").is_file() and (run_dir / "metrics.csv").is_file()
     image = sorted((split.parent / "images").glob("*.png"))[0]
@@ -438,3 +450,17 @@ def test_without_yes_and_without_a_terminal_nothing_is_created(aws, capsys, spli
     code, out, err = run(capsys, "train", *common(), "--role", ROLE, "--data", str(split), *TRAIN_OVERRIDES)
     assert code == 2 and "add --yes" in err and "training_job: sagemaker.create_training_job" in out
     assert not Ledger().path.exists()
+
+
+def test_cleanup_counts_what_is_already_gone_as_done(aws, capsys, tmp_path):
+    from binsight.gateway.package import build_lambda_zip
+
+    gw_zip = build_lambda_zip(tmp_path / "gateway.zip", deps=False).path
+    code, out, err = run(capsys, "gateway", *common("gone"), "--zip", str(gw_zip), "--yes")
+    assert code == 0, err
+    aws("lambda").delete_function(FunctionName="binsight-gone-gateway")  # removed by hand in the console
+    aws("iam").delete_role_policy(RoleName="binsight-gone-gateway", PolicyName="binsight-gone-gateway")
+    code, out, err = run(capsys, "cleanup", "--deployment", "gone")
+    assert code == 0, err
+    assert out.splitlines() == ["deleted api binsight-gone-gateway", "deleted role binsight-gone-gateway"]
+    assert binsight_made(aws) == {k: [] for k in binsight_made(aws)} and Ledger().live() == []
