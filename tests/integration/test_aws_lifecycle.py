@@ -342,7 +342,11 @@ def test_train_tune_deploy_gateway_audit_cleanup(aws, capsys, tmp_path, split):
     # -- status, then cleanup: nothing binsight made is left; again: nothing to clean up ---------------------------
     code, out, err = run(capsys, "status")
     assert code == 0 and "binsight-demo-gateway" in out and "InService" in out
-    assert any(binsight_made(aws).values())
+    before = binsight_made(aws)
+    assert all(before[k] for k in ("endpoints", "functions", "apis", "roles", "notifications", "tuning_jobs"))
+    code, out, err = run(capsys, "cleanup", "--dry-run", "--delete-data")
+    assert code == 0 and "lambda.delete_function(" in out and "nothing deleted" in out
+    assert binsight_made(aws) == before
     code, out, err = run(capsys, "cleanup", "--delete-data")
     assert code == 0, err
     assert "deleted endpoint binsight-demo" in out and "deleted function binsight-demo-gateway" in out

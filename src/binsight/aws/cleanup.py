@@ -131,6 +131,33 @@ def remove(api: Api, res: Resource, delete_data: bool) -> tuple[str, str] | None
     raise ValueError(f"unknown resource kind {kind!r} in the ledger")
 
 
+DELETE_CALLS = {
+    "s3_notification": ("s3", "put_bucket_notification_configuration", lambda r: {"Bucket": r.extra["bucket"],
+                        "NotificationConfiguration": f"<the current configuration without {r.name}>"}),
+    "api": ("apigatewayv2", "delete_api", lambda r: {"ApiId": r.arn}),
+    "function": ("lambda", "delete_function", lambda r: {"FunctionName": r.name}),
+    "training_job": ("sagemaker", "stop_training_job", lambda r: {"TrainingJobName": r.name}),
+    "transform_job": ("sagemaker", "stop_transform_job", lambda r: {"TransformJobName": r.name}),
+    "tuning_job": ("sagemaker", "delete_hyper_parameter_tuning_job", lambda r: {"HyperParameterTuningJobName": r.name}),
+    "endpoint": ("sagemaker", "delete_endpoint", lambda r: {"EndpointName": r.name}),
+    "endpoint_config": ("sagemaker", "delete_endpoint_config", lambda r: {"EndpointConfigName": r.name}),
+    "model": ("sagemaker", "delete_model", lambda r: {"ModelName": r.name}),
+    "role_policy": ("iam", "delete_role_policy", lambda r: {"RoleName": r.extra["role"],
+                                                            "PolicyName": r.extra["policy"]}),
+    "role": ("iam", "delete_role", lambda r: {"RoleName": r.name}),
+    "s3_prefix": ("s3", "delete_objects", lambda r: {"Bucket": r.extra["bucket"], "Prefix": r.name}),
+}  # fmt: skip
+
+
+def plan(api: Api, resources: list[Resource], delete_data: bool = False) -> None:
+    """Dry run: record the call that would remove each resource (jobs: stopped only if still running)."""
+    for res in sorted(resources, key=lambda r: KINDS.index(r.kind)):
+        if res.kind == "s3_prefix" and not delete_data:
+            continue
+        service, operation, params = DELETE_CALLS[res.kind]
+        api.call(service, operation, **params(res))
+
+
 def cleanup(api: Api, resources: list[Resource], delete_data: bool = False) -> tuple[dict[str, list], list[str]]:
     """Remove ``resources`` (from :meth:`Ledger.live`) in dependency order.
 

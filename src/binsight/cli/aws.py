@@ -202,27 +202,27 @@ def _create(args: argparse.Namespace, action: Callable[[Any, Any, str], Any], es
     from binsight.aws.session import check_account
 
     target = _target(args)
-    plan = _api(args, target.region, target.deployment, dry_run=True)
-    action(plan, target, "<account>")
-    if args.dry_run:
-        _print_calls(plan.calls)
-        print("\n".join(["estimated cost (us-east-1 list prices):", *estimate]))
-        print(f"dry run: {len(plan.calls)} calls, nothing created")
-        return None
-    if not args.yes:
-        creates = [c for c in plan.calls if c.creates]
+    cost = "\n".join(["estimated cost (us-east-1 list prices):", *estimate])
+    if args.dry_run or not args.yes:
+        plan = _api(args, target.region, target.deployment, dry_run=True)
+        action(plan, target, "<account>")
+        if args.dry_run:
+            _print_calls(plan.calls)
+            print(f"{cost}\ndry run: {len(plan.calls)} calls, nothing created")
+            return None
         print(f"binsight aws {args.aws_command} will create in {target.region} (deployment {target.deployment}):")
-        for call in creates:
+        for call in (c for c in plan.calls if c.creates):
             print(f"  {call.creates}: {call.service}.{call.operation}")
-        print("\n".join(["estimated cost (us-east-1 list prices):", *estimate]))
+        print(cost)
         if not sys.stdin.isatty():
             raise AwsInputError("nothing created: add --yes to create these resources (or --dry-run to see every call)")
         if input("create them? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing created")
             return None
+    else:
+        print(cost)
     api = _api(args, target.region, target.deployment, dry_run=False)
-    account = check_account(api, target)
-    return action(api, target, account)
+    return action(api, target, check_account(api, target))
 
 
 def _job_opts(args: argparse.Namespace):
@@ -556,7 +556,7 @@ def _state(args: argparse.Namespace, res) -> str:
 
 
 def handle_cleanup(args: argparse.Namespace) -> int:
-    from binsight.aws.cleanup import REPORT_KEYS, cleanup
+    from binsight.aws.cleanup import REPORT_KEYS, cleanup, plan
     from binsight.aws.ledger import Ledger
     from binsight.cli.cleanup import print_removed
 
@@ -566,7 +566,12 @@ def handle_cleanup(args: argparse.Namespace) -> int:
     calls = []
     for region in sorted({r.region for r in resources}):
         api = _api(args, region, args.deployment or "", dry_run=args.dry_run)
-        part, errs = cleanup(api, [r for r in resources if r.region == region], delete_data=args.delete_data)
+        mine = [r for r in resources if r.region == region]
+        if args.dry_run:
+            plan(api, mine, delete_data=args.delete_data)
+            calls.extend(api.calls)
+            continue
+        part, errs = cleanup(api, mine, delete_data=args.delete_data)
         for key, names in part.items():
             removed[key].extend(names)
         errors.extend(errs)
