@@ -468,3 +468,32 @@ def test_cleanup_counts_what_is_already_gone_as_done(aws, capsys, tmp_path):
     assert code == 0, err
     assert out.splitlines() == ["deleted api binsight-gone-gateway", "deleted role binsight-gone-gateway"]
     assert binsight_made(aws) == {k: [] for k in binsight_made(aws)} and Ledger().live() == []
+
+
+def test_upload_writes_a_split_channel_once(aws, capsys, split):
+    code, out, err = run(capsys, "upload", *common("up"), "--data", str(split), "--yes")
+    assert code == 0, err
+    s3 = aws("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="binsight/up/data/split/")["Contents"]]
+    images = [k for k in keys if "/images/" in k]
+    assert len(images) == len({line.split(",")[2] for f in ("train", "val", "test")
+                               for line in (split / f"{f}.csv").read_text().splitlines()[1:]})  # fmt: skip
+    train_csv = s3.get_object(Bucket=BUCKET, Key="binsight/up/data/split/train.csv")["Body"].read().decode()
+    assert all(line.startswith("images/") for line in train_csv.splitlines()[1:])
+    code, out, err = run(capsys, "upload", *common("up"), "--data", str(split), "--yes")  # again: nothing new
+    assert code == 0 and f"uploaded: s3://{BUCKET}/binsight/up/data/split/" in out
+
+
+def test_the_confirmation_prompt_creates_nothing_on_no(aws, tmp_path, split):
+    import pty
+
+    primary, secondary = pty.openpty()
+    os.write(primary, b"n\n")
+    cmd = [sys.executable, "-m", "binsight", "aws", "train", *common("ask"), "--role", ROLE, "--data", str(split)]
+    done = subprocess.run(cmd + TRAIN_OVERRIDES, stdin=secondary, capture_output=True, text=True, timeout=120,
+                          env=cli_env())  # fmt: skip
+    os.close(primary)
+    os.close(secondary)
+    assert done.returncode == 0, done.stderr
+    assert "training_job: sagemaker.create_training_job" in done.stdout and "nothing created" in done.stdout
+    assert not Ledger().path.exists() and binsight_made(aws) == {k: [] for k in binsight_made(aws)}
