@@ -497,3 +497,20 @@ def test_the_confirmation_prompt_creates_nothing_on_no(aws, tmp_path, split):
     assert done.returncode == 0, done.stderr
     assert "training_job: sagemaker.create_training_job" in done.stdout and "nothing created" in done.stdout
     assert not Ledger().path.exists() and binsight_made(aws) == {k: [] for k in binsight_made(aws)}
+
+
+def test_cleanup_sweep_finds_by_tag_what_the_ledger_lost(aws, capsys, tmp_path):
+    from binsight.gateway.package import build_lambda_zip
+
+    gw_zip = build_lambda_zip(tmp_path / "gateway.zip", deps=False).path
+    assert run(capsys, "gateway", *common("lost"), "--zip", str(gw_zip), "--s3-prefix", "in/", "--yes")[0] == 0
+    tune = ["tune", *common("lost"), "--role", ROLE, "--data", f"s3://{BUCKET}/data/", "--yes", "--no-wait"]
+    assert run(capsys, *tune)[0] == 0
+    Ledger().path.unlink()  # lost: deleted by hand, or the deploy ran on another machine
+    code, out, err = run(capsys, "cleanup")
+    assert code == 0 and out.strip() == "nothing to clean up"
+    code, out, err = run(capsys, "cleanup", "--sweep", "--region", REGION, "--bucket", BUCKET)
+    assert code == 0, err
+    assert "deleted notification" in out and "deleted tuning job bs-lost-" in out
+    assert "deleted function binsight-lost-gateway" in out and "deleted role binsight-lost-gateway" in out
+    assert binsight_made(aws) == {k: [] for k in binsight_made(aws)}

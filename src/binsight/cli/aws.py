@@ -130,6 +130,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     _ledger_options(p)
     p.add_argument("--deployment", help="one deployment (default: all)")
     p.add_argument("--delete-data", action="store_true", help="also delete the deployment's S3 prefix")
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also find resources by their binsight:deployment tag in --region (the ledger lost or incomplete)",
+    )
+    p.add_argument("--region", help="with --sweep: the region to search (default: the standard chain)")
+    p.add_argument("--bucket", help="with --sweep: also look for the gateway's notification on this bucket")
     p.add_argument("--dry-run", action="store_true", help="print the calls only")
     p.add_argument("--json", action="store_true", help="print what was removed as JSON")
     p.set_defaults(func=handle_cleanup)
@@ -561,6 +568,14 @@ def handle_cleanup(args: argparse.Namespace) -> int:
     from binsight.cli.cleanup import print_removed
 
     resources = Ledger(args.ledger).live(args.deployment)
+    if args.sweep:
+        from binsight.aws.discover import tagged
+        from binsight.aws.session import resolve_region
+
+        region = resolve_region(args.region)
+        known = {r.key for r in resources}
+        search = _api(args, region, args.deployment or "", dry_run=False)
+        resources += [r for r in tagged(search, args.deployment, args.bucket or "") if r.key not in known]
     removed: dict[str, list] = {key: [] for key in REPORT_KEYS}
     errors: list[str] = []
     calls = []
