@@ -56,6 +56,11 @@ class Call:
         def plain(v: Any) -> Any:
             if isinstance(v, bytes | bytearray):
                 return f"<{len(v)} bytes>"
+            if isinstance(v, str) and v.startswith("{"):  # a policy document: shown as the JSON it is
+                try:
+                    return json.loads(v)
+                except ValueError:
+                    return v
             if isinstance(v, dict):
                 return {k: plain(x) for k, x in v.items()}
             if isinstance(v, list | tuple):

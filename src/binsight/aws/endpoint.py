@@ -92,6 +92,8 @@ def create_endpoint_config(api: Api, target: Target, name: str, model: str, inst
 
 def wait_in_service(api: Api, name: str, interval: float = 20.0) -> dict[str, Any]:
     """Wait for ``InService`` (a live status line); raises with SageMaker's FailureReason on ``Failed``."""
+    if api.dry_run:
+        return api.call("sagemaker", "describe_endpoint", EndpointName=name)
     status = StatusLine(f"endpoint {name}")
     desc = api.wait(
         lambda: api.call("sagemaker", "describe_endpoint", EndpointName=name),
@@ -100,7 +102,7 @@ def wait_in_service(api: Api, name: str, interval: float = 20.0) -> dict[str, An
         on_poll=lambda d: status.show(str(d.get("EndpointStatus"))),
     )
     status.done()
-    if not api.dry_run and desc.get("EndpointStatus") != "InService":
+    if desc.get("EndpointStatus") != "InService":
         raise AwsCallError(
             f"endpoint {name} is {desc.get('EndpointStatus')}: {desc.get('FailureReason', 'no reason given')}; "
             f"its resources stay in the ledger: binsight aws cleanup --deployment {api.deployment}",

@@ -429,7 +429,7 @@ def handle_deploy(args: argparse.Namespace) -> int:
             image=args.image,
             interval=args.poll,
         )
-        if args.smoke and not api.dry_run:
+        if args.smoke:
             names["smoke"] = smoke(api, names["endpoint"], args.smoke, args.expected_quantity)
         return names
 
