@@ -111,3 +111,16 @@ def test_one_report_format_for_local_and_aws_cleanup(capsys, removed, lines):
 
     print_removed(removed)
     assert capsys.readouterr().out.splitlines() == lines
+
+
+def test_the_inference_entry_reads_the_expected_quantity_from_the_custom_attributes_header():
+    from binsight.aws.container import CUSTOM_ATTRIBUTES, input_fn
+
+    class Context:  # the serving toolkit's request context: headers of request 0
+        def get_request_header(self, idx: int, key: str) -> str | None:
+            return {CUSTOM_ATTRIBUTES: "expected_quantity=3"}.get(key) if idx == 0 else None
+
+    assert input_fn(b"\xff\xd8jpeg", "image/jpeg", Context()).expected == [3]
+    assert input_fn(b"\xff\xd8jpeg", "image/jpeg").expected == [None]
+    with pytest.raises(ValueError, match="415 unsupported_media_type"):
+        input_fn(b"x", "text/plain")

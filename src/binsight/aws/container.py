@@ -23,11 +23,21 @@ def model_fn(model_dir: str):
     return Predictor(model_dir)
 
 
-def input_fn(body: bytes | str, content_type: str) -> InvocationRequest:
-    """Parse one request; raises ``ValueError`` with the endpoint's message for a bad one."""
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+def input_fn(body: bytes | str, content_type: str, context: Any = None) -> InvocationRequest:
+    """Parse one request; raises ``ValueError`` with the endpoint's message for a bad one.
+
+    ``context`` is the serving toolkit's request context (handed over when the handler takes one): the
+    expected quantity in ``X-Amzn-SageMaker-Custom-Attributes`` (what the gateway sends) is read from it.
+    """
     data = body.encode() if isinstance(body, str) else bytes(body)
+    attributes = None
+    if context is not None and hasattr(context, "get_request_header"):
+        attributes = context.get_request_header(0, CUSTOM_ATTRIBUTES)
     try:
-        return parse_invocation(content_type, data)
+        return parse_invocation(content_type, data, attributes)
     except ApiError as exc:
         raise ValueError(f"{exc.status} {exc.code}: {exc.message}") from None
 

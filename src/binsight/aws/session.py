@@ -42,7 +42,7 @@ def resolve_region(flag: str | None) -> str:
         return flag
     import boto3
 
-    region = boto3.Session().region_name
+    region = os.environ.get("AWS_REGION") or boto3.Session().region_name
     if not region:
         raise AwsInputError(
             "no AWS region: pass --region (e.g. --region us-east-1) or set AWS_REGION / AWS_DEFAULT_REGION"
