@@ -124,3 +124,20 @@ def test_the_inference_entry_reads_the_expected_quantity_from_the_custom_attribu
     assert input_fn(b"\xff\xd8jpeg", "image/jpeg").expected == [None]
     with pytest.raises(ValueError, match="415 unsupported_media_type"):
         input_fn(b"x", "text/plain")
+
+
+def test_the_reports_spot_job_costs_what_sagemaker_billed():
+    from binsight.aws.training import describe_costs, job_costs
+
+    desc = {  # cbc-spot-251225133313 in the capstone report
+        "TrainingJobStatus": "Stopped",
+        "ResourceConfig": {"InstanceType": "ml.m5.2xlarge", "InstanceCount": 1},
+        "TrainingTimeInSeconds": 5445,
+        "BillableTimeInSeconds": 1896,
+    }
+    costs = job_costs(desc)
+    assert costs["cost_usd"] == pytest.approx(1896 * 0.461 / 3600, abs=1e-4)
+    assert costs["spot_saving"] == 0.652  # SageMaker showed ~65.2%
+    assert "spot saving 65%" in describe_costs(costs)
+    two = job_costs({**desc, "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 2}})
+    assert two["cost_usd"] == pytest.approx(2 * 1896 * 0.736 / 3600, abs=1e-4)  # billable time is per instance
