@@ -23,15 +23,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 def handler(args: argparse.Namespace) -> int:
     from binsight.serving.endpoints import cleanup
 
-    removed = cleanup(timeout=args.timeout)
-    if args.json:
+    print_removed(cleanup(timeout=args.timeout), args.json)
+    return 0
+
+
+def print_removed(removed: dict[str, list], as_json: bool = False) -> None:
+    """The clean-up report shared by ``binsight cleanup`` and ``binsight aws cleanup``: ``{kind: [names]}``
+    as JSON, or one ``deleted <kind> <name>`` line per resource (``stopped …`` for processes and jobs)."""
+    if as_json:
         print(json.dumps(removed, indent=2, sort_keys=True))
-        return 0
-    for kind in ("endpoints", "endpoint_configs", "models"):
-        for name in removed[kind]:
-            print(f"deleted {kind[:-1].replace('_', ' ')} {name}")
-    if removed["processes"]:
+        return
+    for kind, names in removed.items():
+        if kind == "processes":
+            continue
+        verb = "stopped" if kind == "jobs" else "deleted"
+        singular = (kind[:-3] + "y" if kind.endswith("ies") else kind[:-1]).replace("_", " ")
+        for name in names:
+            print(f"{verb} {singular} {name}")
+    if removed.get("processes"):
         print(f"stopped processes {' '.join(map(str, removed['processes']))}")
     if not any(removed.values()):
         print("nothing to clean up")
-    return 0

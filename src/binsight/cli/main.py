@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "pipeline",
     "cfg",
     "cache",
+    "aws",
 ]
 
 

@@ -15,7 +15,8 @@ What it reads:
 - ``SM_MODEL_DIR``: receives the artifact (``model.json`` + ``model.safetensors``).
 - ``SM_OUTPUT_DATA_DIR``: receives ``metrics.csv``, ``config.yaml`` and the plots.
 - ``/opt/ml/checkpoints`` (present when the job has ``checkpoint_s3_uri``): the run directory lives there and
-  a restarted job (managed spot) resumes from it automatically.
+  a restarted job (managed spot) resumes from it automatically; so does a new job given the same checkpoint
+  location and ``BINSIGHT_RUN_NAME`` (``binsight aws train --resume``).
 - Hyperparameters arrive as ``--key value`` arguments and become ``key=value`` overrides.
 
 With ``distribution={"torch_distributed": {"enabled": True}}`` SageMaker starts torchrun itself and every
@@ -211,7 +212,8 @@ def sagemaker_train_args(sm: SageMakerEnv, argv: list[str]) -> list[str]:
 
     worker = WorkerEnv.from_env()
     torchrun = worker.torchrun
-    name = os.environ.get("TRAINING_JOB_NAME", "sagemaker")
+    # BINSIGHT_RUN_NAME (set by `binsight aws train`) stays the same when a new job resumes an old one's run.
+    name = os.environ.get("BINSIGHT_RUN_NAME") or os.environ.get("TRAINING_JOB_NAME", "sagemaker")
     args = [
         "--data",
         str(prepare_split(sm, local_rank=worker.dist.local_rank)),
