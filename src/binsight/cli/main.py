@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "cleanup",
     "gateway",
     "pipeline",
+    "audit",
+    "review",
 ]
 
 
