@@ -13,7 +13,7 @@ from binsight.audit.runner import run_audit
 from binsight.audit.scorers import LocalScorer
 from binsight.audit.sources import open_source
 from binsight.inference.predictor import Predictor
-from tests.conftest import run_cli
+from tests.conftest import cli_env, run_cli
 from tests.integration.audit_helpers import make_abid_folder, make_artifact
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -106,3 +106,33 @@ def test_simulated_errors_give_an_operating_curve(artifact, abid, tmp_path):
     assert (out / "curve.png").stat().st_size > 5000
     assert "Operating curve" in (out / "audit.html").read_text()
     assert "to catch 80% of wrong records" in proc.stderr
+
+
+def test_s3_prefix_in_abid_layout(artifact, abid, tmp_path, monkeypatch, s3_server):
+    from tests.integration.gateway_servers import s3_bucket, set_aws_test_env
+
+    set_aws_test_env(monkeypatch, tmp_path)
+    with s3_bucket(s3_server, "bins") as s3:
+        for sub in ("bin-images", "metadata"):
+            for path in sorted((abid / sub).iterdir()):
+                s3.put_object(Bucket="bins", Key=f"day1/{sub}/{path.name}", Body=path.read_bytes())
+        out = tmp_path / "s3audit"
+        run_cli(
+            "audit", "s3://bins/day1", "--endpoint-url", s3_server, "--model", artifact, "--out", out, env=cli_env()
+        )
+        rows = _rows(out)
+        local = _rows_of_local_audit(artifact, abid, tmp_path)
+    assert set(rows) == set(local) - {"orphan"}  # S3 lists photos; a record without one is not a bin there
+    for bin_id, row in rows.items():
+        assert (row["status"], row["p_wrong"]) == (local[bin_id]["status"], local[bin_id]["p_wrong"]), bin_id
+    assert rows["000"]["location"] == "s3://bins/day1/bin-images/000.jpg"
+    assert (out / "s3-records" / "000.json").is_file()  # the record that was checked
+    flagged = [r for r in rows.values() if r["decision"] not in ("confirmed", "error")]
+    photos = list((out / "photos").rglob("*.jpg"))
+    assert len(photos) == len({r["sha256"] for r in flagged})  # kept for the report and the review app
+
+
+def _rows_of_local_audit(artifact, abid, tmp_path) -> dict[str, dict]:
+    out = tmp_path / "local"
+    run_audit(open_source(str(abid)), LocalScorer(Predictor(artifact)), out, show_progress=False)
+    return _rows(out)
