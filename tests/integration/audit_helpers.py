@@ -56,3 +56,23 @@ def make_abid_folder(root: Path, n_good: int = 12) -> Path:
     (meta / "badjson.json").write_text("{not json")
     (meta / "orphan.json").write_text(json.dumps(metadata(3)))
     return root
+
+
+def make_audit(root: Path, n_good: int = 12) -> Path:
+    """An audit folder (``binsight audit`` of :func:`make_abid_folder` with the tiny artifact) under ``root``."""
+    from binsight.audit.runner import run_audit
+    from binsight.audit.scorers import LocalScorer
+    from binsight.audit.sources import open_source
+    from binsight.inference.predictor import Predictor
+
+    artifact = make_artifact(root / "artifact")
+    abid = make_abid_folder(root / "abid", n_good=n_good)
+    run_audit(open_source(str(abid)), LocalScorer(Predictor(artifact)), root / "audit", show_progress=False)
+    return root / "audit"
+
+
+def copy_audit(template: Path, dest: Path) -> Path:
+    """A fresh folder holding only ``template``'s audit.json (a review starts there without a review.db)."""
+    dest.mkdir(parents=True)
+    (dest / "audit.json").write_text((template / "audit.json").read_text())
+    return dest

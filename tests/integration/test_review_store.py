@@ -7,32 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from binsight.audit.runner import run_audit
-from binsight.audit.scorers import LocalScorer
-from binsight.audit.sources import open_source
 from binsight.errors import BinsightError
-from binsight.inference.predictor import Predictor
 from binsight.review.export import export_labels
 from binsight.review.store import Conflict, ReviewStore
-from tests.integration.audit_helpers import make_abid_folder, make_artifact
+from tests.integration.audit_helpers import copy_audit, make_audit
 
 
 @pytest.fixture(scope="module")
 def audit_template(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("review")
-    artifact = make_artifact(root / "artifact")
-    abid = make_abid_folder(root / "abid")
-    out = root / "audit"
-    run_audit(open_source(str(abid)), LocalScorer(Predictor(artifact)), out, show_progress=False)
-    return out
+    return make_audit(tmp_path_factory.mktemp("review"))
 
 
 @pytest.fixture
 def audit_dir(audit_template, tmp_path) -> Path:
-    out = tmp_path / "audit"
-    out.mkdir()
-    (out / "audit.json").write_text((audit_template / "audit.json").read_text())
-    return out
+    return copy_audit(audit_template, tmp_path / "audit")
 
 
 class Clock:

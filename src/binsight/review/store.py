@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from binsight.errors import BinsightError
+from binsight.utils.sqlite import immediate_transaction
 
 DB_FILE = "review.db"
 ANSWERS = ("0", "1", "2", "3", "4", "5", "more", "unsure", "skip")
@@ -94,20 +93,9 @@ class ReviewStore:
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: committed on success, rolled back on any error."""
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+    def transaction(self):
+        """One atomic write (see :func:`binsight.utils.sqlite.immediate_transaction`)."""
+        return immediate_transaction(self._connect)
 
     # -- the queue -------------------------------------------------------------------------------------------
     def import_audit(self, include_confirmed: bool = False) -> int:
