@@ -133,30 +133,28 @@ def _score_chunk(
         first = next((item.data for item in loaded if item.data), None)
         if first is not None:
             scorer.probe(first)  # type: ignore[attr-defined]
-    todo = [
-        i
-        for i, (item, sha) in enumerate(zip(loaded, shas, strict=True))
-        if item.data and store.get(sha, scorer.version, scorer.class_labels) is None
-    ]
-    fresh = dict(zip(todo, scorer.score([loaded[i].data for i in todo]), strict=True)) if todo else {}
+    todo: dict[str, bytes] = {}  # each new photo once, even when several bins show it
+    for item, sha in zip(loaded, shas, strict=True):
+        if item.data and sha not in todo and store.get(sha, scorer.version, scorer.class_labels) is None:
+            todo[sha] = item.data
+    fresh = dict(zip(todo, scorer.score(list(todo.values())), strict=True)) if todo else {}
     if not scorer.version:
         raise BinsightError("the model answered without a version; cannot key the results file")
+    for sha, result in fresh.items():
+        if not isinstance(result, Exception):
+            store.add(sha, scorer.version, scorer.class_labels, result)
     rows = []
-    for i, (ref, item, sha) in enumerate(zip(part, loaded, shas, strict=True)):
+    for ref, item, sha in zip(part, loaded, shas, strict=True):
         expected = item.expected if ref.loader is not None else ref.expected
         reason = item.no_record_reason or ref.no_record_reason
-        result = fresh.get(i)
+        result = fresh.get(sha)
         if item.data is None or isinstance(result, Exception):
             detail = item.error if item.data is None else str(result)
             row = unreadable_row(ref.bin_id, ref.location, expected, detail, scorer.version)
             row.sha256, row.truth = sha, ref.truth
             rows.append(row)
             continue
-        if result is not None:
-            store.add(sha, scorer.version, scorer.class_labels, result)
-            probs = result
-        else:
-            probs = store.get(sha, scorer.version, scorer.class_labels)
+        probs = store.get(sha, scorer.version, scorer.class_labels)
         row = row_from_probs(
             ref.bin_id,
             ref.location,
@@ -173,7 +171,7 @@ def _score_chunk(
             str(photo_copy(out / "photos", sha, item.data)) if row.decision != "confirmed" else None
         )
         rows.append(row)
-    return rows, len(fresh) - sum(1 for r in fresh.values() if isinstance(r, Exception))
+    return rows, sum(1 for r in fresh.values() if not isinstance(r, Exception))
 
 
 def summarize(rows: list[AuditRow], scorer: Scorer, *, source: str, scored: int, reused: int) -> dict[str, Any]:

@@ -90,7 +90,8 @@ def handler(args: argparse.Namespace) -> int:
     summary = result["summary"]
     totals = ", ".join(f"{k} {v}" for k, v in sorted(summary["decisions"].items()))
     print(
-        f"audited {summary['bins']} bins ({summary['scored']} scored, {summary['reused']} from earlier runs): {totals}",
+        f"audited {summary['bins']} bins ({summary['scored']} photos scored now, "
+        f"{summary['reused']} reused a stored score): {totals}",
         file=sys.stderr,
     )
     if result["curve"]:

@@ -257,8 +257,12 @@ class ServeConfig:
     threads: int = 0
     decode_threads: int = 0
     failure_threshold: int = 3
+    capture_dir: str = ""  # capture requests into this folder (binsight.audit.capture); "" = off
+    capture_rate: float = 1.0  # share of requests captured
 
     def validate(self) -> None:
+        if not 0 < self.capture_rate <= 1:
+            raise ValueError("capture_rate must be in (0, 1]")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be in 0..65535 (0 picks a free port)")
         if not 1 <= self.max_batch_size <= 256:
