@@ -297,6 +297,21 @@ class DistributedConfig:
 
 
 @dataclass
+class AuditConfig:
+    """The pipeline's audit stage: the test split audited with records corrupted on purpose."""
+
+    simulate_errors: float = 0.1
+    seed: int = 0
+    top: int = 10
+
+    def validate(self) -> None:
+        if not 0 < self.simulate_errors < 1:
+            raise ValueError("simulate_errors must be a fraction in (0, 1)")
+        if self.top < 1:
+            raise ValueError("top must be >= 1")
+
+
+@dataclass
 class PipelineConfig:
     """`binsight pipeline`: the whole life of a model, as named stages."""
 
@@ -310,3 +325,4 @@ class PipelineConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
     ddp: DistributedConfig = field(default_factory=DistributedConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)

@@ -157,6 +157,12 @@ def register_all() -> None:
         sec.summary += " " + ev_sec.summary
         return {**out, **ev_out}, sec
 
+    @register_stage("audit", "audit the test split with injected record errors: operating curve, riskiest bins")
+    def stage_audit(ctx: StageContext):
+        from binsight.audit.stage import run_audit_stage
+
+        return run_audit_stage(ctx)
+
     from binsight.pipeline import serve_stages
 
     serve_stages.register_all()
