@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 EPILOG = """examples:
@@ -20,12 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "audit",
         help="audit bins against their records: P(record wrong), decisions, ranked report",
-        description="Score every bin photo of SOURCE with a model, compare the calibrated count distribution with "
-        "the bin's record, and write audit.csv, audit.json and a self-contained audit.html ranked by "
-        "P(record wrong) = 1 - p(recorded count). SOURCE is a folder in ABID layout (bin-images/ + metadata/), "
-        "a labels CSV (file,expected_quantity), a split manifest (path,label,sha256,source) or s3://BUCKET/PREFIX. "
-        "Re-running into the same --out skips photos already scored with the same model version (results.jsonl). "
-        "Unreadable photos, missing metadata and counts the model cannot predict are reported, never fatal.",
+        description=textwrap.fill(
+            "Score every bin photo of SOURCE with a model, compare the calibrated count distribution with "
+            "the bin's record, and write audit.csv, audit.json and a self-contained audit.html ranked by "
+            "P(record wrong) = 1 - p(recorded count). SOURCE is a folder in ABID layout (bin-images/ + metadata/), "
+            "a labels CSV (file,expected_quantity), a split manifest (path,label,sha256,source) or s3://BUCKET/PREFIX. "
+            "Re-running into the same --out skips photos already scored with the same model version (results.jsonl). "
+            "Unreadable photos, missing metadata and counts the model cannot predict are reported, never fatal.",
+            width=100,
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+import textwrap
 from pathlib import Path
 
 EPILOG = """examples:
@@ -17,13 +18,17 @@ EPILOG = """examples:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "review",
+        usage="binsight review AUDIT_DIR [options]\n       binsight review export AUDIT_DIR [--out CSV]",
         help="web app to settle the bins an audit flagged; `review export` writes the answers as labels",
-        description="binsight review AUDIT_DIR serves the audit's queue (riskiest bins first, confirmed and "
-        "unreadable ones left out) to one or more reviewers: the photo with zoom, the record and the model's "
-        "distribution; answers by click or keyboard (0-5, M more than 5, U unsure, S skip, Z undo). Answers are "
-        "committed to AUDIT_DIR/review.db (SQLite, WAL) with the reviewer and the time before the page moves on. "
-        "Each bin is leased to one reviewer at a time. binsight review export AUDIT_DIR writes the counted answers "
-        "as a labels CSV (file,expected_quantity,...) for `binsight data split` and `train`.",
+        description=textwrap.fill(
+            "binsight review AUDIT_DIR serves the audit's queue (riskiest bins first, confirmed and "
+            "unreadable ones left out) to one or more reviewers: the photo with zoom, the record and the model's "
+            "distribution; answers by click or keyboard (0-5, M more than 5, U unsure, S skip, Z undo). Answers are "
+            "committed to AUDIT_DIR/review.db (SQLite, WAL) with the reviewer and the time before the page moves on. "
+            "Each bin is leased to one reviewer at a time. binsight review export AUDIT_DIR writes the counted answers "
+            "as a labels CSV (file,expected_quantity,...) for `binsight data split` and `train`.",
+            width=100,
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

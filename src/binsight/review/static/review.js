@@ -41,9 +41,12 @@ function show(state) {
     bar.className = "bar";
     bar.style.height = `${Math.max(2, 90 * prob)}px`;
     bar.title = `${label}: ${prob.toFixed(2)}`;
+    const pct = document.createElement("span");
+    pct.className = "pct";
+    pct.textContent = `${Math.round(100 * prob)}%`;
     const text = document.createElement("span");
     text.textContent = label;
-    col.append(bar, text);
+    col.append(pct, bar, text);
     dist.append(col);
   }
 }
