@@ -81,3 +81,17 @@ def test_capture_rate_samples_requests(tmp_path):
     assert 70 <= written <= 130 and len(read_capture(tmp_path / "c")) == written
     with pytest.raises(ValueError, match="capture rate"):
         CaptureWriter(tmp_path / "d", rate=0)
+
+
+def test_endpoint_scorer_reports_a_rejected_photo_and_keeps_going(captured):
+    from binsight.audit.scorers import EndpointScorer
+    from binsight.errors import DataError
+
+    server, _, _ = captured
+    scorer = EndpointScorer(server.url + "/invocations")
+    try:
+        bad, good = scorer.score([b"not a photo", jpeg_bytes(5)])
+    finally:
+        scorer.close()
+    assert isinstance(bad, DataError) and "rejected" in str(bad)
+    assert scorer.version == "v1" and good.shape == (5,) and abs(good.sum() - 1) < 1e-4

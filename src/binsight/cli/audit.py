@@ -89,6 +89,13 @@ def handler(args: argparse.Namespace) -> int:
         result = run_audit(
             refs, scorer, out, source=source, workers=args.workers, chunk=args.batch_size, simulated=simulated
         )
+    except KeyboardInterrupt:
+        from binsight.errors import Interrupted
+
+        raise Interrupted(
+            f"audit interrupted; the photos scored so far are kept in {out / 'results.jsonl'}: "
+            "run the same command again to continue"
+        ) from None
     finally:
         scorer.close()
     summary = result["summary"]
