@@ -90,6 +90,7 @@ def test_audit_bin_is_the_per_bin_work(artifact, abid):
     assert row.p_wrong == pytest.approx(1 - row.probabilities["1"], abs=2e-6)
     bad = audit_bin(b"garbage", 3, scorer, bin_id="x")
     assert bad.decision == "error" and "not an image" in bad.reason
+    assert audit_bin(data, 1, Predictor(artifact), bin_id="000") == row  # a Predictor works as well
 
 
 def test_simulated_errors_give_an_operating_curve(artifact, abid, tmp_path):

@@ -161,19 +161,23 @@ def row_from_probs(
     return out
 
 
-def audit_bin(
-    image_bytes: bytes, expected: int | None, scorer: Scorer, bin_id: str = "", location: str = ""
-) -> AuditRow:
+def audit_bin(image_bytes: bytes, expected: int | None, scorer: Any, bin_id: str = "", location: str = "") -> AuditRow:
     """Audit one bin: its photo's bytes and its recorded count → :class:`AuditRow` (never raises for bad photos).
+
+    ``scorer`` is a :class:`Scorer` or a :class:`~binsight.inference.predictor.Predictor`.
 
     Example::
 
-        scorer = LocalScorer(Predictor("runs/train/exp"))
-        row = audit_bin(open("bin.jpg", "rb").read(), 3, scorer, bin_id="bin")
+        predictor = Predictor("runs/train/exp")
+        row = audit_bin(open("bin.jpg", "rb").read(), 3, predictor, bin_id="bin")
         print(row.p_wrong, row.decision, row.reason)
     """
     import hashlib
 
+    if not hasattr(scorer, "score"):  # a Predictor
+        from binsight.audit.scorers import LocalScorer
+
+        scorer = LocalScorer(scorer)
     sha = hashlib.sha256(image_bytes).hexdigest() if image_bytes else None
     result = scorer.score([image_bytes])[0]
     if isinstance(result, Exception):

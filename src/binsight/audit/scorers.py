@@ -32,7 +32,8 @@ class LocalScorer:
         self.version = predictor.meta.version or predictor.meta.name
         self.class_labels = list(predictor.class_labels)
         self.thresholds = dict(predictor.meta.decision_thresholds)
-        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="audit-decode")
+        self.workers = max(1, workers)
+        self.pool: ThreadPoolExecutor | None = None  # made on the first batch of more than one photo
 
     def _prepare(self, data: bytes):
         try:
@@ -43,7 +44,9 @@ class LocalScorer:
     def score(self, images: list[bytes]) -> list[np.ndarray | DataError]:
         import torch
 
-        prepared = list(self.pool.map(self._prepare, images))
+        if len(images) > 1 and self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="audit-decode")
+        prepared = list(self.pool.map(self._prepare, images)) if len(images) > 1 else [self._prepare(images[0])]
         good = [i for i, x in enumerate(prepared) if not isinstance(x, Exception)]
         out: list[np.ndarray | DataError] = list(prepared)  # errors stay in place
         step = self.predictor.max_batch
@@ -55,7 +58,8 @@ class LocalScorer:
         return out
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def resolve_endpoint(name_or_url: str) -> tuple[str, dict[str, float] | None]:
