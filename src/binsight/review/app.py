@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
 from binsight.errors import BinsightError
-from binsight.review.store import ANSWERS, Conflict, ReviewStore
+from binsight.review.store import Conflict, ReviewStore
 
 HERE = Path(__file__).resolve().parent
 TOKEN_COOKIE = "binsight_review_token"
@@ -75,13 +75,13 @@ def create_app(store: ReviewStore, token: str | None = None) -> FastAPI:
 
     def state(reviewer: str, bin_row: dict[str, Any] | None) -> dict[str, Any]:
         if bin_row is not None:
-            bin_row = {k: v for k, v in bin_row.items() if k not in ("photo", "sha256")}
+            bin_row = {k: v for k, v in bin_row.items() if k not in ("photo", "location", "sha256")}  # no server paths
             bin_row["photo_url"] = f"/photo/{bin_row['id']}"
         return {"bin": bin_row, "progress": store.progress(reviewer), "reviewer": reviewer}
 
     @app.get("/", response_class=Response)
     def page(request: Request) -> Response:
-        return templates.TemplateResponse(request, "review.html", {"answers": ANSWERS, "audit": store.audit_dir.name})
+        return templates.TemplateResponse(request, "review.html", {"audit": store.audit_dir.name})
 
     @app.get("/api/next")
     def next_bin(request: Request) -> dict[str, Any]:
