@@ -72,6 +72,10 @@ def test_audit_from_capture_through_the_endpoint(captured):
         if row["expected"]:
             assert row["decision"] == served["check"]["decision"]  # the audit and the endpoint agree
     assert json.loads((out / "audit.json").read_text())["summary"]["scored"] == 3  # 3 distinct photos
+    from binsight.review.store import ReviewStore
+
+    flagged = sum(r["decision"] in ("count", "mismatch", "review") for r in rows)
+    assert ReviewStore(out).import_audit() == flagged  # the same photo twice is two bins in the queue too
 
 
 def test_capture_rate_samples_requests(tmp_path):

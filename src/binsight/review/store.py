@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS bins (
     id INTEGER PRIMARY KEY,
     rank INTEGER NOT NULL,
     bin_id TEXT NOT NULL,
-    location TEXT NOT NULL UNIQUE,
+    location TEXT NOT NULL,
     photo TEXT,
     expected INTEGER,
     predicted INTEGER,
@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS bins (
     decision TEXT NOT NULL,
     reason TEXT NOT NULL,
     probabilities TEXT NOT NULL,
-    sha256 TEXT
+    sha256 TEXT,
+    UNIQUE (bin_id, location)  -- one photo may stand for several bins (a capture of the same photo twice)
 );
 CREATE TABLE IF NOT EXISTS leases (
     bin INTEGER PRIMARY KEY REFERENCES bins(id),
