@@ -56,6 +56,8 @@ class ReviewServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.proc.kill()  # never leave a server behind
+        self.proc.wait()
         raise AssertionError(f"review server not up:\n{self.log.read_text()}")
 
     def stop(self) -> None:
