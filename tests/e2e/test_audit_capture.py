@@ -99,3 +99,17 @@ def test_endpoint_scorer_reports_a_rejected_photo_and_keeps_going(captured):
         scorer.close()
     assert isinstance(bad, DataError) and "rejected" in str(bad)
     assert scorer.version == "v1" and good.shape == (5,) and abs(good.sum() - 1) < 1e-4
+
+
+def test_audit_with_a_local_endpoint_by_name(captured, home):
+    _, folder, root = captured
+    artifact = make_artifact(root / "banded", version="v2", thresholds={"review_low": 0.1, "review_high": 0.7})
+    run_cli("endpoint", "create", "audit-ep", "--model", artifact, timeout=120)
+    try:
+        out = root / "by-name"
+        run_cli("audit", "--from-capture", folder, "--endpoint", "audit-ep", "--out", out)
+        summary = json.loads((out / "audit.json").read_text())["summary"]
+        assert summary["model_version"] == "v2" and summary["bins"] >= 4
+        assert summary["thresholds"] == {"review_low": 0.1, "review_high": 0.7}  # read from the endpoint's model
+    finally:
+        run_cli("endpoint", "delete", "audit-ep", timeout=60)

@@ -12,7 +12,7 @@ from PIL import Image
 LABELS = ["1", "2", "3", "4", "5"]
 
 
-def make_artifact(folder: Path, version: str = "v1") -> Path:
+def make_artifact(folder: Path, version: str = "v1", thresholds: dict | None = None) -> Path:
     """An untrained tiny_cnn artifact (seeded weights): varied, deterministic probabilities."""
     import torch
 
@@ -22,6 +22,8 @@ def make_artifact(folder: Path, version: str = "v1") -> Path:
     torch.manual_seed(0)
     model = create_model("tiny_cnn", 5)
     meta = ArtifactMeta(name="tiny", architecture="tiny_cnn", class_labels=LABELS, input_size=32, version=version)
+    if thresholds:
+        meta.decision_thresholds = dict(thresholds)
     save_artifact(folder, model.state_dict(), meta)
     return folder
 

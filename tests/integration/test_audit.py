@@ -137,3 +137,30 @@ def _rows_of_local_audit(artifact, abid, tmp_path) -> dict[str, dict]:
     out = tmp_path / "local"
     run_audit(open_source(str(abid)), LocalScorer(Predictor(artifact)), out, show_progress=False)
     return _rows(out)
+
+
+class StopAfter:
+    """A LocalScorer that is interrupted (Ctrl-C) when asked to score its ``n``-th batch."""
+
+    def __init__(self, scorer: LocalScorer, n: int) -> None:
+        self.scorer, self.n, self.calls = scorer, n, 0
+        self.version, self.class_labels, self.thresholds = scorer.version, scorer.class_labels, scorer.thresholds
+
+    def score(self, images):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.scorer.score(images)
+
+
+def test_an_interrupted_audit_continues_where_it_stopped(artifact, abid, tmp_path):
+    out = tmp_path / "audit"
+    refs = open_source(str(abid))
+    with pytest.raises(KeyboardInterrupt):
+        run_audit(refs, StopAfter(LocalScorer(Predictor(artifact)), 3), out, chunk=4, show_progress=False)
+    kept = (out / "results.jsonl").read_text().splitlines()
+    assert 0 < len(kept) < 16  # the batches scored before Ctrl-C are on disk
+    rest = run_audit(refs, LocalScorer(Predictor(artifact)), out, chunk=4, show_progress=False)
+    assert rest["summary"]["scored"] == 16 - len(kept)
+    fresh = run_audit(refs, LocalScorer(Predictor(artifact)), tmp_path / "fresh", show_progress=False)
+    assert [r.to_json() for r in rest["rows"]] == [r.to_json() for r in fresh["rows"]]  # same as never stopped
