@@ -28,6 +28,8 @@ COMMAND_MODULES = [
     "cfg",
     "cache",
     "aws",
+    "audit",
+    "review",
 ]
 
 

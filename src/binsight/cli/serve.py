@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--decode-threads", type=int, default=None, help="threads decoding images (default 0 = min(4, cores))"
     )
     parser.add_argument("--request-timeout", type=float, default=None, help="seconds before a 504 (default 60)")
+    parser.add_argument(
+        "--capture", metavar="DIR", default=None, help="capture requests + responses into DIR (audit them)"
+    )
+    parser.add_argument("--capture-rate", type=float, default=None, help="share of requests captured (default 1.0)")
     add_config_args(parser)
     parser.set_defaults(func=handler)
 
@@ -66,6 +70,8 @@ def handler(args: argparse.Namespace) -> int:
             "threads": args.threads,
             "decode_threads": args.decode_threads,
             "request_timeout": args.request_timeout,
+            "capture_dir": args.capture,
+            "capture_rate": args.capture_rate,
         },
     )
     return run_server(args.model, config)

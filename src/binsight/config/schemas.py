@@ -273,8 +273,12 @@ class ServeConfig:
     threads: int = 0
     decode_threads: int = 0
     failure_threshold: int = 3
+    capture_dir: str = ""  # capture requests into this folder (binsight.audit.capture); "" = off
+    capture_rate: float = 1.0  # share of requests captured
 
     def validate(self) -> None:
+        if not 0 < self.capture_rate <= 1:
+            raise ValueError("capture_rate must be in (0, 1]")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be in 0..65535 (0 picks a free port)")
         if not 1 <= self.max_batch_size <= 256:
@@ -309,6 +313,21 @@ class DistributedConfig:
 
 
 @dataclass
+class AuditConfig:
+    """The pipeline's audit stage: the test split audited with records corrupted on purpose."""
+
+    simulate_errors: float = 0.1
+    seed: int = 0
+    top: int = 10
+
+    def validate(self) -> None:
+        if not 0 < self.simulate_errors < 1:
+            raise ValueError("simulate_errors must be a fraction in (0, 1)")
+        if self.top < 1:
+            raise ValueError("top must be >= 1")
+
+
+@dataclass
 class PipelineConfig:
     """`binsight pipeline`: the whole life of a model, as named stages."""
 
@@ -322,6 +341,7 @@ class PipelineConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
     ddp: DistributedConfig = field(default_factory=DistributedConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 @dataclass

@@ -144,6 +144,12 @@ def _with_evaluation(ctx: StageContext, out: dict[str, Any], sec: Section, title
     return {**out, **ev_out}, sec
 
 
+def stage_audit(ctx: StageContext) -> StageResult:
+    from binsight.audit.stage import run_audit_stage
+
+    return run_audit_stage(ctx)
+
+
 def stage_tune(ctx: StageContext) -> StageResult:
     return tune_section(ctx)
 

@@ -40,6 +40,11 @@ STAGES: dict[str, Stage] = {
             "train with the tuned parameters (best.yaml) and evaluate on the test split",
         ),
         Stage(
+            "audit",
+            model_stages.stage_audit,
+            "audit the test split with injected record errors: operating curve, riskiest bins",
+        ),
+        Stage(
             "export",
             serve_stages.stage_export,
             "export the model to ONNX and a SageMaker model.tar.gz; compare backends",

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from binsight import __version__
+from binsight.audit.capture import CaptureWriter
 from binsight.config.schemas import ServeConfig
 from binsight.serving.metrics import ServingMetrics
 from binsight.serving.schemas import ApiError, error_body, parse_invocation
@@ -175,6 +176,7 @@ def create_app(
     config = config or ServeConfig()
     metrics = ServingMetrics()
     service = ModelService(model_path, config, metrics, on_fatal=on_fatal)
+    capture = CaptureWriter.from_config(config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -238,6 +240,8 @@ def create_app(
             raise ApiError(500, "inference_failed", "the model failed on this request; see the server log") from None
         finally:
             request.state.batch_size = info.get("batch_size")
+        if capture is not None:
+            await asyncio.to_thread(capture.record_request, request, parsed, predictions)
         if parsed.batched:
             return JSONResponse({"predictions": predictions})
         return JSONResponse(predictions[0])
