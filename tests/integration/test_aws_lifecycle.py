@@ -514,3 +514,99 @@ def test_cleanup_sweep_finds_by_tag_what_the_ledger_lost(aws, capsys, tmp_path):
     assert "deleted notification" in out and "deleted tuning job bs-lost-" in out
     assert "deleted function binsight-lost-gateway" in out and "deleted role binsight-lost-gateway" in out
     assert binsight_made(aws) == {k: [] for k in binsight_made(aws)}
+
+
+def _audit_files(out: Path) -> dict[str, object]:
+    """An audit folder's outputs with its own path taken out (the photo copies live under each folder)."""
+    report = json.loads((out / "audit.json").read_text())
+    for row in report["rows"]:
+        row["photo"] = row["photo"] and str(Path(row["photo"]).relative_to(out))
+    return {
+        "csv": (out / "audit.csv").read_text(),
+        "json": report,
+        "html": (out / "audit.html").read_text(),
+        "photos": sorted(str(p.relative_to(out)) for p in (out / "photos").rglob("*.jpg")),
+    }
+
+
+def test_a_transform_audit_writes_what_the_local_audit_writes(aws, capsys, tmp_path):
+    """Photos and records under s3://…/day1 (ABID layout); the job's `.out` files are what the inference entry
+    answers for each photo (moto runs no job); the collected audit equals `binsight audit s3://…/day1` against
+    an endpoint serving the same artifact, i.e. the same probabilities."""
+    from binsight.aws import container
+    from tests.e2e.test_serve import start_server
+    from tests.integration.audit_helpers import make_abid_folder, make_artifact
+
+    artifact = make_artifact(tmp_path / "artifact")
+    abid = make_abid_folder(tmp_path / "abid", n_good=8)
+    (abid / "bin-images" / "corrupt.jpg").unlink()  # SageMaker fails a job on a photo it cannot score
+    s3 = aws("s3")
+    for sub in ("bin-images", "metadata"):
+        for path in sorted((abid / sub).iterdir()):
+            s3.put_object(Bucket=BUCKET, Key=f"day1/{sub}/{path.name}", Body=path.read_bytes())
+
+    code, out, err = run(
+        capsys, "deploy", *common(), "--role", ROLE, "--model", str(artifact), "--yes", "--poll", "0.1"
+    )
+    assert code == 0, err
+    model = aws("sagemaker").list_models()["Models"][0]["ModelName"]
+    env = aws("sagemaker").describe_model(ModelName=model)["PrimaryContainer"]["Environment"]
+    assert json.loads(env["BINSIGHT_REVIEW_BAND"]) == {"review_low": 0.2, "review_high": 0.5}  # the artifact's
+
+    # what the job writes: the inference entry's answer for each photo, at OUTPUT/<key under bin-images/>.out
+    predictor = container.model_fn(str(artifact))
+    for path in sorted((abid / "bin-images").iterdir()):
+        request = container.input_fn(path.read_bytes(), "image/jpeg")
+        body = container.output_fn(container.predict_fn(request, predictor), "application/json")
+        s3.put_object(Bucket=BUCKET, Key=f"audits/day1/{path.name}.out", Body=body.encode())
+
+    cloud = tmp_path / "cloud"
+    code, out, err = run(
+        capsys, "audit", *common(), "--input", f"s3://{BUCKET}/day1", "--output", f"s3://{BUCKET}/audits/day1/",
+        "--yes", "--poll", "0.1", "--out", str(cloud), "--workers", "2",
+    )  # fmt: skip
+    assert code == 0, err
+    job_name = out.split("transform job ")[1].split()[0]
+    job = aws("sagemaker").describe_transform_job(TransformJobName=job_name)
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/day1/bin-images/"
+    assert job["ModelName"] == model and f"transform job {job_name}: Completed" in err
+
+    # the local audit of the same prefix, scored by an endpoint serving the same artifact
+    server = start_server(artifact, tmp_path, "--threads", "1")
+    try:
+        server.wait_ready()
+        local = tmp_path / "local"
+        argv = ["audit", f"s3://{BUCKET}/day1", "--endpoint", server.url, "--endpoint-url", aws.url, "--out"]
+        assert cli_main([*argv, str(local), "--workers", "2"]) == 0
+        logging.getLogger().handlers.clear()
+        capsys.readouterr()
+    finally:
+        server.stop()
+    cloud_files, local_files = _audit_files(cloud), _audit_files(local)
+    summary = cloud_files["json"]["summary"]  # type: ignore[index]
+    assert summary["bins"] == 12 and summary["statuses"] == {"ok": 8, "no_record": 2, "out_of_range": 2}
+    assert summary["source"] == f"s3://{BUCKET}/day1" and len(cloud_files["photos"]) > 0  # type: ignore[arg-type]
+    assert cloud_files == local_files  # rows, ranking, summary, report page, photo copies
+    assert len(cloud_files["csv"].splitlines()) == 13  # type: ignore[union-attr]
+
+    # --collect alone: again into the same folder reuses every score; a photo without a .out is reported
+    code, out, err = run(capsys, "audit", *common(), "--collect", job_name, "--out", str(cloud), "--poll", "0.1")
+    assert code == 0, err
+    assert json.loads((cloud / "audit.json").read_text())["summary"]["reused"] == 12
+    s3.delete_object(Bucket=BUCKET, Key="audits/day1/003.jpg.out")
+    again = tmp_path / "again"
+    code, out, err = run(capsys, "audit", *common(), "--collect", job_name, "--out", str(again), "--poll", "0.1")
+    assert code == 0, err
+    rows = {r["bin_id"]: r for r in json.loads((again / "audit.json").read_text())["rows"]}
+    assert rows["003"]["status"] == "unreadable" and "no prediction in the transform output" in rows["003"]["reason"]
+    before = {r["bin_id"]: r for r in cloud_files["json"]["rows"]}  # type: ignore[index]
+    assert all(rows[b]["p_wrong"] == before[b]["p_wrong"] for b in rows if b != "003")
+
+
+def test_a_transform_audit_needs_photos_and_a_model(aws, capsys, tmp_path):
+    code, out, err = run(capsys, "audit", *common(), "--input", f"s3://{BUCKET}/day1", "--yes")
+    assert code == 2 and "has no model: run binsight aws deploy first" in err
+    code, out, err = run(capsys, "audit", *common(), "--input", "day1/", "--yes")
+    assert code == 2 and "expected s3://BUCKET/PREFIX" in err
+    code, out, err = run(capsys, "audit", *common(), "--yes")
+    assert code == 2 and "exactly one of --input" in err

@@ -19,6 +19,17 @@ from binsight.errors import BinsightError, DataError
 from binsight.inference.predictor import Predictor
 
 
+def prediction_model(answer: dict) -> tuple[str, list[str]]:
+    """The model version and class labels of a prediction JSON (``binsight predict``/serve/SageMaker's answer)."""
+    return str((answer.get("model") or {}).get("version") or ""), [str(c) for c in answer.get("class_labels") or []]
+
+
+def prediction_probs(answer: dict, class_labels: list[str]) -> np.ndarray:
+    """The calibrated probabilities of a prediction JSON in ``class_labels`` order (KeyError when one is missing)."""
+    probs = answer.get("probabilities") or {}
+    return np.array([float(probs[c]) for c in class_labels], dtype=np.float64)
+
+
 class LocalScorer:
     """Score photos with a :class:`Predictor` in this process.
 
@@ -128,8 +139,7 @@ class EndpointScorer:
             self._learn(answer)
 
     def _learn(self, answer: dict) -> None:
-        self.version = str((answer.get("model") or {}).get("version") or "")
-        self.class_labels = [str(c) for c in answer.get("class_labels") or []]
+        self.version, self.class_labels = prediction_model(answer)
 
     def score(self, images: list[bytes]) -> list[np.ndarray | DataError]:
         out: list[np.ndarray | DataError] = []
@@ -139,9 +149,8 @@ class EndpointScorer:
                 continue
             if not self.class_labels:
                 self._learn(answer)
-            probs = answer.get("probabilities") or {}
             try:
-                out.append(np.array([float(probs[c]) for c in self.class_labels], dtype=np.float64))
+                out.append(prediction_probs(answer, self.class_labels))
             except (KeyError, TypeError, ValueError):
                 raise BinsightError(
                     f"endpoint {self.client.url} answered without probabilities for classes {self.class_labels}: "

@@ -27,6 +27,9 @@ from binsight.aws.session import Target
 from binsight.aws.training import record_prefix
 
 VARIANT = "AllTraffic"
+# The model's review band travels in its container environment (the prediction JSON does not carry it); a
+# transform job's audit reads it back (binsight.aws.transform).
+REVIEW_BAND_ENV = "BINSIGHT_REVIEW_BAND"
 
 
 def endpoint_name(deployment: str) -> str:
@@ -43,8 +46,18 @@ def upload_model(api: Api, target: Target, model_path: str | Path, name: str) ->
     return f"s3://{target.bucket}/{key}"
 
 
-def create_model(api: Api, target: Target, name: str, model_uri: str, role: str, image: str, instance_type: str) -> str:
+def create_model(
+    api: Api,
+    target: Target,
+    name: str,
+    model_uri: str,
+    role: str,
+    image: str,
+    instance_type: str,
+    review_band: dict[str, float] | None = None,
+) -> str:
     image = image or dlc_image(target.region, "inference", instance_type)
+    band = {REVIEW_BAND_ENV: json.dumps(review_band, sort_keys=True)} if review_band else {}
     api.create(
         "sagemaker",
         "create_model",
@@ -60,6 +73,7 @@ def create_model(api: Api, target: Target, name: str, model_uri: str, role: str,
                 "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
                 "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
                 "SAGEMAKER_REGION": target.region,
+                **band,
             },
         },
         ExecutionRoleArn=role,
@@ -151,9 +165,12 @@ def deploy(
     endpoint = endpoint_name(target.deployment)
     version = f"{endpoint}-{stamp}"
     model_uri = upload_model(api, target, model_path, version)
-    create_model(api, target, version, model_uri, role, image, instance_type)
+    from binsight.inference.artifact import read_meta, resolve_artifact_dir
+
+    band = dict(read_meta(resolve_artifact_dir(model_path)).decision_thresholds)
+    create_model(api, target, version, model_uri, role, image, instance_type, band)
     create_endpoint_config(api, target, version, version, instance_type, instance_count)
-    previous = None if api.dry_run else current_config(api, endpoint)
+    previous = ledgered_config(api, endpoint) if api.dry_run else current_config(api, endpoint)
     if previous is None:
         api.create(
             "sagemaker",
@@ -184,6 +201,18 @@ def current_config(api: Api, endpoint: str) -> dict[str, str] | None:
     config = desc["EndpointConfigName"]
     variants = api.call("sagemaker", "describe_endpoint_config", EndpointConfigName=config)["ProductionVariants"]
     return {"endpoint_config": config, "model": variants[0]["ModelName"]}
+
+
+def ledgered_config(api: Api, endpoint: str) -> dict[str, str] | None:
+    """What :func:`current_config` would answer, from the ledger alone (a dry run calls nothing): the
+    deployment's latest live endpoint config and model when its endpoint is live, else None."""
+    live = api.ledger.live(api.deployment)
+    if not any(r.kind == "endpoint" and r.name == endpoint and r.region == api.region for r in live):
+        return None
+    latest = {r.kind: r.name for r in live if r.region == api.region and r.kind in ("endpoint_config", "model")}
+    if len(latest) < 2:
+        return None
+    return {"endpoint_config": latest["endpoint_config"], "model": latest["model"]}
 
 
 def retire(api: Api, previous: dict[str, str]) -> None:

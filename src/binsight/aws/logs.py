@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from binsight.aws.api import Api
@@ -70,3 +71,30 @@ class StatusLine:
     def done(self) -> None:
         if self.stream.isatty():
             print(file=self.stream)
+
+
+def follow_job(
+    api: Api,
+    label: str,
+    describe: Callable[[], dict[str, Any]],
+    state: Callable[[dict[str, Any]], str],
+    terminal: tuple[str, ...],
+    *,
+    log_prefix: str,
+    log_group: str | None,
+    interval: float,
+) -> dict[str, Any]:
+    """Wait until the first word of ``state(describe())`` is in ``terminal``, showing ``state`` on a live status
+    line and, unless ``log_group`` is None, the job's CloudWatch log streams under ``log_prefix``. Returns the
+    last describe."""
+    status = StatusLine(label)
+    tail = LogTail(api, log_group, log_prefix) if log_group else None
+
+    def poll(desc: dict[str, Any]) -> None:
+        if tail:
+            tail.poll()
+        status.show(state(desc))
+
+    desc = api.wait(describe, lambda d: state(d).split(" ")[0] in terminal, interval=interval, on_poll=poll)
+    status.done()
+    return desc

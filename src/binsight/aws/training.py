@@ -25,7 +25,7 @@ from binsight.aws.api import Api
 from binsight.aws.errors import AwsCallError, AwsInputError
 from binsight.aws.images import REGISTRIES, dlc_image
 from binsight.aws.ledger import tags
-from binsight.aws.logs import LogTail, StatusLine
+from binsight.aws.logs import follow_job
 from binsight.aws.package import TRAIN_ENTRY, build_sourcedir
 from binsight.aws.prices import instance_seconds_cost, usd
 from binsight.aws.session import Target, check_instance_type, check_role
@@ -260,22 +260,16 @@ def resume_request(api: Api, old_job: str, new_job: str) -> dict[str, Any]:
 
 def wait_training_job(api: Api, job_name: str, *, logs: bool = True, interval: float = 15.0) -> dict[str, Any]:
     """Wait for the job to end with a live status line and its CloudWatch logs; returns the last describe."""
-    status = StatusLine(f"training job {job_name}")
-    tail = LogTail(api, LOG_GROUP, f"{job_name}/") if logs else None
-
-    def poll(desc: dict[str, Any]) -> None:
-        if tail:
-            tail.poll()
-        status.show(f"{desc.get('TrainingJobStatus')} / {desc.get('SecondaryStatus', '')}")
-
-    desc = api.wait(
+    return follow_job(
+        api,
+        f"training job {job_name}",
         lambda: api.call("sagemaker", "describe_training_job", TrainingJobName=job_name),
-        lambda d: d.get("TrainingJobStatus") in TERMINAL,
+        lambda d: f"{d.get('TrainingJobStatus')} / {d.get('SecondaryStatus', '')}",
+        TERMINAL,
+        log_group=LOG_GROUP if logs else None,
+        log_prefix=f"{job_name}/",
         interval=interval,
-        on_poll=poll,
     )
-    status.done()
-    return desc
 
 
 def job_costs(desc: dict[str, Any]) -> dict[str, Any]:

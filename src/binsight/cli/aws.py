@@ -102,15 +102,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser(
         "audit",
-        help="a Batch Transform job over an S3 prefix of photos with the deployment's model",
-        description="Predict every object under --input with the deployment's latest model (same inference "
-        "entry as the endpoint); each prediction is written to OUTPUT/<key>.out (docs/aws.md).",
+        help="`binsight audit s3://…` on AWS: a Batch Transform job, collected into audit.csv/.json/.html",
+        description="Predict every photo of an S3 prefix in ABID layout (--input s3://B/P: P/bin-images/*.jpg, "
+        "P/metadata/<id>.json) with the deployment's latest model in a Batch Transform job (same inference "
+        "entry as the endpoint; each prediction goes to OUTPUT/<photo>.out), wait for it, then join the "
+        "predictions with the records and write audit.csv, audit.json and audit.html exactly as "
+        "`binsight audit s3://B/P` does. --collect JOB does only the last step (after --no-wait, or again).",
     )
     _common(p)
-    p.add_argument("--input", required=True, help="s3://bucket/prefix/ of bin photos")
-    p.add_argument("--output", default="", help="s3:// output prefix (default: the deployment's audits/NAME/)")
+    p.add_argument("--input", help="s3://bucket/prefix in ABID layout (bin-images/, metadata/): what is audited")
+    p.add_argument("--collect", metavar="JOB", help="create nothing: wait for transform job JOB and collect it")
+    p.add_argument("--output", default="", help="s3:// output prefix (default: the deployment's audits/JOB/)")
     p.add_argument("--instance-type", default="ml.m5.xlarge", help="instance type (default ml.m5.xlarge)")
     p.add_argument("--instance-count", type=int, default=1, help="instances (default 1)")
+    p.add_argument("--out", type=Path, help="local audit folder (default runs/aws-audit/JOB); re-use it to resume")
+    p.add_argument("--workers", type=int, default=8, help="threads reading photos, records, predictions (8)")
+    _wait_options(p)
     p.set_defaults(func=handle_audit)
 
     p = cmds.add_parser("status", help="what the ledger holds, with each resource's state on AWS")
@@ -494,37 +501,71 @@ def handle_audit(args: argparse.Namespace) -> int:
     from binsight.aws.errors import AwsInputError
     from binsight.aws.ledger import Ledger
     from binsight.aws.prices import hourly, usd
-    from binsight.aws.session import check_instance_type
-    from binsight.aws.transform import start_transform_job
+    from binsight.aws.session import check_instance_type, resolve_region
+    from binsight.aws.transform import audit_prefixes, check_input, start_transform_job
 
-    check_instance_type(args.instance_type, "hosting")
-    if not args.input.startswith("s3://") or (args.output and not args.output.startswith("s3://")):
-        raise AwsInputError("--input and --output must be s3:// URIs")
-    models = [r for r in Ledger(args.ledger).live(args.deployment) if r.kind == "model"]
-    if not models:
-        raise AwsInputError(f"deployment {args.deployment!r} has no model: run binsight aws deploy first")
-    name = f"binsight-{args.deployment}-audit-{time.strftime('%y%m%d-%H%M%S', time.gmtime())}"
+    if bool(args.input) == bool(args.collect):
+        raise AwsInputError("give exactly one of --input s3://BUCKET/PREFIX (a new job) or --collect JOB")
+    if args.workers < 1:
+        raise AwsInputError("--workers must be >= 1")
+    if args.collect:
+        name = args.collect
+    else:
+        check_instance_type(args.instance_type, "hosting")
+        _, images = audit_prefixes(args.input)
+        if args.output and not args.output.startswith("s3://"):
+            raise AwsInputError("--output must be an s3:// URI")
+        models = [r for r in Ledger(args.ledger).live(args.deployment) if r.kind == "model"]
+        if not models:
+            raise AwsInputError(f"deployment {args.deployment!r} has no model: run binsight aws deploy first")
+        name = f"binsight-{args.deployment}-audit-{time.strftime('%y%m%d-%H%M%S', time.gmtime())}"
 
-    def action(api, t, _account):
-        output = args.output or t.uri("audits", name) + "/"
-        return start_transform_job(
-            api,
-            t,
-            name,
-            models[-1].name,
-            args.input,
-            output,
-            instance_type=args.instance_type,
-            instance_count=args.instance_count,
+        def action(api, t, _account):
+            check_input(api, images)
+            output = args.output or t.uri("audits", name) + "/"
+            return start_transform_job(
+                api,
+                t,
+                name,
+                models[-1].name,
+                images,
+                output,
+                instance_type=args.instance_type,
+                instance_count=args.instance_count,
+            )
+
+        per_hour = hourly(args.instance_type) * args.instance_count
+        request = _create(
+            args, action, [f"  {usd(per_hour)} per hour of the job ({args.instance_count} x {args.instance_type})"]
         )
-
-    per_hour = hourly(args.instance_type) * args.instance_count
-    request = _create(
-        args, action, [f"  {usd(per_hour)} per hour of the job ({args.instance_count} x {args.instance_type})"]
-    )
-    if request:
+        if not request:
+            return 0
         print(f"transform job {name} created; predictions go to {request['TransformOutput']['S3OutputPath']}")
-    return 0
+        if args.no_wait:
+            print(f"collect the audit when it ends with: binsight aws audit --collect {name} (same --region)")
+            return 0
+    return _collect_audit(args, resolve_region(args.region), name)
+
+
+def _collect_audit(args: argparse.Namespace, region: str, name: str) -> int:
+    from binsight.aws.transform import collect, wait_transform_job
+
+    api = _api(args, region, args.deployment, dry_run=False)
+    desc = wait_transform_job(api, name, logs=not args.no_logs, interval=args.poll)
+    status = desc.get("TransformJobStatus")
+    if status != "Completed":
+        print(
+            f"transform job {name} is {status}: {desc.get('FailureReason', 'no reason given')}; the photos it "
+            "did not score are reported as unreadable",
+            file=sys.stderr,
+        )
+    out = args.out or Path("runs") / "aws-audit" / name
+    summary = collect(api, desc, out, workers=args.workers)["summary"]
+    totals = ", ".join(f"{k} {v}" for k, v in sorted(summary["decisions"].items()))
+    print(f"audited {summary['bins']} bins from {name}: {totals}", file=sys.stderr)
+    print(f"report: {out / 'audit.html'}", file=sys.stderr)
+    print(out)
+    return 0 if status == "Completed" else 1
 
 
 def handle_status(args: argparse.Namespace) -> int:
