@@ -333,11 +333,16 @@ def test_train_tune_deploy_gateway_audit_cleanup(aws, capsys, tmp_path, split):
 
     # -- audit: Batch Transform with the deployed model ------------------------------------------------------------
     code, out, err = run(capsys, "audit", *common(), "--input", f"s3://{BUCKET}/incoming/", "--yes")
+    assert code == 2 and "no photos under s3://binsight-test/incoming/bin-images/" in err  # checked first
+    s3.put_object(Bucket=BUCKET, Key="incoming/bin-images/a.png", Body=image.read_bytes())
+    code, out, err = run(capsys, "audit", *common(), "--input", f"s3://{BUCKET}/incoming/", "--yes", "--no-wait")
     assert code == 0, err
+    assert "binsight aws audit --collect" in out
     transform_name = out.split("transform job ")[1].split()[0]
     transform = sm.describe_transform_job(TransformJobName=transform_name)
     assert transform["ModelName"] == variant["ModelName"]
     assert transform["TransformInput"]["ContentType"] == "image/jpeg"
+    assert transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/incoming/bin-images/"
 
     # -- status, then cleanup: nothing binsight made is left; again: nothing to clean up ---------------------------
     code, out, err = run(capsys, "status")
@@ -610,3 +615,35 @@ def test_a_transform_audit_needs_photos_and_a_model(aws, capsys, tmp_path):
     assert code == 2 and "expected s3://BUCKET/PREFIX" in err
     code, out, err = run(capsys, "audit", *common(), "--yes")
     assert code == 2 and "exactly one of --input" in err
+
+
+def test_an_update_that_fails_at_update_endpoint_leaves_a_ledger_cleanup_finishes(aws, capsys, tmp_path):
+    """A second deploy is the blue/green update. moto has no UpdateEndpoint, which makes it the failure: the
+    new model and config exist and are ledgered, the endpoint keeps serving the old ones. Retiring the old pair
+    (what a finished update does next) and cleanup then run against the service."""
+    from binsight.aws.api import Api
+    from binsight.aws.endpoint import current_config, retire
+    from tests.integration.audit_helpers import make_artifact
+
+    artifact = make_artifact(tmp_path / "artifact")
+    deploy = ["deploy", *common("bg"), "--role", ROLE, "--model", str(artifact), "--yes", "--poll", "0.1"]
+    code, out, err = run(capsys, *deploy)
+    assert code == 0, err
+    old = current_config(Api(REGION, "bg", Ledger()), "binsight-bg")
+    time.sleep(1.1)  # versions are named to the second
+    code, out, err = run(capsys, *deploy)
+    assert code != 0 and "update_endpoint failed" in err, err
+    sm = aws("sagemaker")
+    assert sm.describe_endpoint(EndpointName="binsight-bg")["EndpointConfigName"] == old["endpoint_config"]
+    live = {(r.kind, r.name) for r in Ledger().live("bg")}
+    models = {m["ModelName"] for m in sm.list_models()["Models"]}
+    assert len(models) == 2 and {("model", m) for m in models} <= live
+    assert {("endpoint_config", c["EndpointConfigName"]) for c in sm.list_endpoint_configs()["EndpointConfigs"]} <= live
+
+    api = Api(REGION, "bg", Ledger())
+    retire(api, old)
+    assert old["model"] not in {m["ModelName"] for m in sm.list_models()["Models"]}
+    assert ("model", old["model"]) not in {(r.kind, r.name) for r in Ledger().live("bg")}
+    code, out, err = run(capsys, "cleanup", "--deployment", "bg", "--delete-data")
+    assert code == 0, err
+    assert binsight_made(aws) == {k: [] for k in binsight_made(aws)} and Ledger().live("bg") == []

@@ -141,3 +141,49 @@ def test_the_reports_spot_job_costs_what_sagemaker_billed():
     assert "spot saving 65%" in describe_costs(costs)
     two = job_costs({**desc, "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 2}})
     assert two["cost_usd"] == pytest.approx(2 * 1896 * 0.736 / 3600, abs=1e-4)  # billable time is per instance
+
+
+def test_a_second_deploy_plans_a_blue_green_update_from_the_ledger(tmp_path):
+    """moto implements no UpdateEndpoint: the update is checked as the plan of every call, in order, that a dry
+    run makes when the ledger holds the deployment's endpoint (no call reaches AWS)."""
+    from binsight.aws.api import Api
+    from binsight.aws.endpoint import deploy
+    from binsight.aws.session import Target
+    from tests.integration.audit_helpers import make_artifact
+
+    artifact = make_artifact(tmp_path / "artifact")
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    for kind, name in (("model", "binsight-bg-old"), ("endpoint_config", "binsight-bg-old"),
+                       ("endpoint", "binsight-bg")):  # fmt: skip
+        ledger.created(Resource("bg", kind, name, "us-east-1"))
+    api = Api("us-east-1", "bg", ledger, dry_run=True)
+    names = deploy(api, Target("us-east-1", "b", "binsight", "bg"), artifact, role="arn:aws:iam::1:role/r",
+                   instance_type="ml.m5.large")  # fmt: skip
+    new = names["endpoint_config"]
+    assert new != "binsight-bg-old" and names["model"] == new
+    assert [(c.service, c.operation, c.params) for c in api.calls[1:]] == [
+        ("sagemaker", "create_model", api.calls[1].params),
+        ("sagemaker", "create_endpoint_config", api.calls[2].params),
+        ("sagemaker", "update_endpoint", {"EndpointName": "binsight-bg", "EndpointConfigName": new}),
+        ("sagemaker", "describe_endpoint", {"EndpointName": "binsight-bg"}),
+        ("sagemaker", "delete_endpoint_config", {"EndpointConfigName": "binsight-bg-old"}),
+        ("sagemaker", "delete_model", {"ModelName": "binsight-bg-old"}),
+    ]
+    assert (api.calls[0].operation, api.calls[0].params["Key"]) == (
+        "put_object",
+        f"binsight/bg/models/{new}/model.tar.gz",
+    )
+    assert api.calls[1].params["ModelName"] == new and api.calls[1].params["PrimaryContainer"]["ModelDataUrl"] == (
+        f"s3://b/binsight/bg/models/{new}/model.tar.gz"
+    )
+    variant = api.calls[2].params["ProductionVariants"][0]
+    assert (api.calls[2].params["EndpointConfigName"], variant["ModelName"]) == (new, new)
+    assert [c.creates for c in api.calls] == ["", "model", "endpoint_config", "", "", "", ""]  # no new endpoint
+    assert [(r.kind, r.name) for r in ledger.live("bg")] == [
+        ("model", "binsight-bg-old"), ("endpoint_config", "binsight-bg-old"), ("endpoint", "binsight-bg"),
+    ]  # fmt: skip
+
+    first = Api("us-east-1", "fresh", ledger, dry_run=True)  # no endpoint in the ledger: a create, no retire
+    deploy(first, Target("us-east-1", "b", "binsight", "fresh"), artifact, role="arn:aws:iam::1:role/r",
+           instance_type="ml.m5.large")  # fmt: skip
+    assert [c.operation for c in first.calls][-2:] == ["create_endpoint", "describe_endpoint"]

@@ -77,24 +77,25 @@ def follow_job(
     api: Api,
     label: str,
     describe: Callable[[], dict[str, Any]],
-    state: Callable[[dict[str, Any]], str],
+    status_key: str,
     terminal: tuple[str, ...],
     *,
+    detail_key: str = "",
     log_prefix: str,
     log_group: str | None,
     interval: float,
 ) -> dict[str, Any]:
-    """Wait until the first word of ``state(describe())`` is in ``terminal``, showing ``state`` on a live status
-    line and, unless ``log_group`` is None, the job's CloudWatch log streams under ``log_prefix``. Returns the
-    last describe."""
+    """Wait until ``describe()[status_key]`` is in ``terminal``, showing it (and ``detail_key``'s value) on a live
+    status line and, unless ``log_group`` is None, the job's CloudWatch log streams under ``log_prefix``.
+    Returns the last describe."""
     status = StatusLine(label)
     tail = LogTail(api, log_group, log_prefix) if log_group else None
 
     def poll(desc: dict[str, Any]) -> None:
         if tail:
             tail.poll()
-        status.show(state(desc))
+        status.show(f"{desc.get(status_key)}" + (f" / {desc.get(detail_key, '')}" if detail_key else ""))
 
-    desc = api.wait(describe, lambda d: state(d).split(" ")[0] in terminal, interval=interval, on_poll=poll)
+    desc = api.wait(describe, lambda d: d.get(status_key) in terminal, interval=interval, on_poll=poll)
     status.done()
     return desc

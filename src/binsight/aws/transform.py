@@ -100,7 +100,7 @@ def wait_transform_job(api: Api, name: str, *, logs: bool = True, interval: floa
         api,
         f"transform job {name}",
         lambda: api.call("sagemaker", "describe_transform_job", TransformJobName=name),
-        lambda d: str(d.get("TransformJobStatus")),
+        "TransformJobStatus",
         TERMINAL,
         log_group=LOG_GROUP if logs else None,
         log_prefix=f"{name}/",

@@ -509,6 +509,8 @@ def handle_audit(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise AwsInputError("--workers must be >= 1")
     if args.collect:
+        if args.dry_run:
+            raise AwsInputError("--collect creates nothing on AWS; --dry-run plans a new job (--input)")
         name = args.collect
     else:
         check_instance_type(args.instance_type, "hosting")
