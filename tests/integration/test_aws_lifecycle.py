@@ -23,7 +23,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from binsight.aws.ledger import TAG_KEY, Ledger
+from binsight.aws.ledger import TAG_KEY, Ledger, Resource
 from binsight.aws.training import METRIC_DEFINITIONS
 from binsight.cli.main import main as cli_main
 from tests.conftest import cli_env
@@ -615,6 +615,17 @@ def test_a_transform_audit_needs_photos_and_a_model(aws, capsys, tmp_path):
     assert code == 2 and "expected s3://BUCKET/PREFIX" in err
     code, out, err = run(capsys, "audit", *common(), "--yes")
     assert code == 2 and "exactly one of --input" in err
+    code, out, err = run(capsys, "audit", *common(), "--collect", "job", "--dry-run")
+    assert code == 2 and "--collect creates nothing" in err
+    Ledger().created(Resource("demo", "model", "binsight-demo-1", REGION))  # as a deploy leaves it
+    code, out, err = run(capsys, "audit", *common(), "--input", f"s3://{BUCKET}/day1/", "--dry-run")
+    assert code == 0, err
+    assert "sagemaker.create_transform_job(" in out and f'"S3Uri": "s3://{BUCKET}/day1/bin-images/"' in out
+    assert '"ModelName": "binsight-demo-1"' in out and "nothing created" in out
+    assert aws("sagemaker").list_transform_jobs()["TransformJobSummaries"] == []
+    code, out, err = run(capsys, "audit", *common(), "--input", f"s3://{BUCKET}/day1/", "--yes")
+    assert code == 2 and f"no photos under s3://{BUCKET}/day1/bin-images/" in err
+    assert aws("sagemaker").list_transform_jobs()["TransformJobSummaries"] == []
 
 
 def test_an_update_that_fails_at_update_endpoint_leaves_a_ledger_cleanup_finishes(aws, capsys, tmp_path):

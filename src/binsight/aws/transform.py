@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -128,10 +129,14 @@ class TransformScorer:
     """A :class:`~binsight.audit.bins.Scorer` whose probabilities are the ``.out`` predictions of a transform job.
 
     :meth:`bins` wraps the audit source's bins so that loading a bin's photo also reads its ``.out`` file; the
-    prediction is then found by the photo's sha256 when the runner asks for scores.
+    prediction is then found by the photo's sha256 when the runner asks for scores. The runner loads one batch
+    ahead of the one it scores, so only the latest ``keep`` predictions are held (a photo already scored in an
+    earlier collection is never asked for, and its prediction just ages out).
     """
 
-    def __init__(self, s3, input_uri: str, output_uri: str, thresholds: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, s3, input_uri: str, output_uri: str, thresholds: dict[str, float] | None = None, keep: int = 4096
+    ) -> None:
         self.s3 = s3
         self.input_bucket, self.input_prefix = _split(input_uri)
         self.output_bucket, self.output_prefix = _split(output_uri.rstrip("/") + "/")
@@ -139,7 +144,8 @@ class TransformScorer:
         self.thresholds = dict(thresholds or {"review_low": 0.2, "review_high": 0.5})
         self.version = ""
         self.class_labels: list[str] = []
-        self._answers: dict[str, dict | DataError] = {}
+        self._answers: OrderedDict[str, dict | DataError] = OrderedDict()
+        self.keep = keep
         self._lock = threading.Lock()
         self._learn_from_first()
 
@@ -179,6 +185,8 @@ class TransformScorer:
                 answer = self._read(self.out_key(ref.location))
                 with self._lock:
                     self._answers[hashlib.sha256(loaded.data).hexdigest()] = answer
+                    while len(self._answers) > self.keep:
+                        self._answers.popitem(last=False)
             return loaded
 
         return [dataclasses.replace(r, loader=lambda ref, o=r.loader: load(ref, o)) for r in refs]
@@ -188,7 +196,8 @@ class TransformScorer:
 
         out: list[np.ndarray | DataError] = []
         for data in images:
-            answer = self._answers.get(hashlib.sha256(data).hexdigest())
+            with self._lock:
+                answer = self._answers.pop(hashlib.sha256(data).hexdigest(), None)
             if answer is None:
                 answer = DataError("photo changed since it was loaded")
             if isinstance(answer, DataError):

@@ -562,7 +562,15 @@ def _collect_audit(args: argparse.Namespace, region: str, name: str) -> int:
             file=sys.stderr,
         )
     out = args.out or Path("runs") / "aws-audit" / name
-    summary = collect(api, desc, out, workers=args.workers)["summary"]
+    try:
+        summary = collect(api, desc, out, workers=args.workers)["summary"]
+    except KeyboardInterrupt:
+        from binsight.errors import Interrupted
+
+        raise Interrupted(
+            f"collection interrupted; the predictions read so far are kept in {out / 'results.jsonl'}: continue "
+            f"with binsight aws audit --collect {name} --out {out}"
+        ) from None
     totals = ", ".join(f"{k} {v}" for k, v in sorted(summary["decisions"].items()))
     print(f"audited {summary['bins']} bins from {name}: {totals}", file=sys.stderr)
     print(f"report: {out / 'audit.html'}", file=sys.stderr)
