@@ -4,9 +4,9 @@
 temperature is applied by the Predictor). The decision is the Predictor's own inventory check
 (:func:`binsight.inference.predictor.check_decision`), so ``binsight audit``, ``predict`` and ``serve`` agree.
 
-:func:`audit_bin` is the whole job for one bin, so the same code can run bin by bin elsewhere (a SageMaker
-Batch Transform container calls it per record); ``binsight audit`` scores bins in batches through the same
-:func:`row_from_probs`.
+:func:`audit_bin` is the whole job for one bin, so the same code can run bin by bin elsewhere; ``binsight
+audit`` scores bins in batches, and ``binsight aws audit`` collects a Batch Transform job's predictions, both
+through the same :func:`row_from_probs`.
 """
 
 from __future__ import annotations
