@@ -90,12 +90,8 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argp
 
 def setup_logging(verbose: bool) -> None:
     """One format for every logger; binsight's own at INFO, third-party libraries at WARNING unless -v."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(logging.DEBUG if verbose else logging.WARNING)
     logging.getLogger("binsight").setLevel(logging.DEBUG if verbose else logging.INFO)
     # libraries that set their own level when imported read it from the environment
     os.environ["MLFLOW_LOGGING_LEVEL"] = "DEBUG" if verbose else "WARNING"
