@@ -13,9 +13,9 @@ runs exactly the code of the caller's checkout.
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
+
+from binsight.utils.io import write_tar_gz
 
 TRAIN_ENTRY = "train_entry.py"
 TRAIN_ENTRY_CODE = "from binsight.training.sagemaker import main\n\nraise SystemExit(main())\n"
@@ -54,37 +54,11 @@ def _package_files() -> list[tuple[Path, str]]:
     return out
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    tar.addfile(info, io.BytesIO(data))
-
-
-def _write_tar(out: Path, members: list[tuple[Path, str]], texts: dict[str, str]) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-
-    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = "root"
-        return info
-
-    try:
-        with tarfile.open(tmp, "w:gz") as tar:
-            for path, name in members:
-                tar.add(path, arcname=name, filter=normalise)
-            for name, text in texts.items():
-                _add_bytes(tar, name, text.encode())
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
-
-
 def build_sourcedir(out: str | Path) -> Path:
     """``sourcedir.tar.gz`` for a training job (see the module docstring)."""
-    return _write_tar(Path(out), _package_files(), {TRAIN_ENTRY: TRAIN_ENTRY_CODE, "requirements.txt": requirements()})
+    return write_tar_gz(
+        Path(out), _package_files(), {TRAIN_ENTRY: TRAIN_ENTRY_CODE, "requirements.txt": requirements()}
+    )
 
 
 def build_model_tar(model_path: str | Path, out: str | Path) -> Path:
@@ -104,4 +78,4 @@ def build_model_tar(model_path: str | Path, out: str | Path) -> Path:
     members = [(folder / name, name) for name in SAGEMAKER_FILES if (folder / name).is_file()]
     members += [(path, "code/" + name) for path, name in _package_files()]
     texts = {"code/inference.py": INFERENCE_CODE, "code/requirements.txt": requirements()}
-    return _write_tar(Path(out), members, texts)
+    return write_tar_gz(Path(out), members, texts)

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import logging
-import tarfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -25,6 +24,7 @@ import numpy as np
 from binsight.errors import BinsightError, DataError
 from binsight.inference.artifact import META_FILE, WEIGHTS_FILE, read_meta, resolve_artifact_dir, run_dir_of
 from binsight.inference.onnx_backend import ONNX_FILE, ONNX_INT8_FILE
+from binsight.utils.io import write_tar_gz
 
 log = logging.getLogger(__name__)
 
@@ -263,22 +263,5 @@ def export_sagemaker(model_path: str | Path, out: str | Path | None = None) -> P
         raise BinsightError(f"{folder / WEIGHTS_FILE} is missing; the artifact is incomplete")
     if out is None:
         out = run_dir_of(folder)[0] / "model.tar.gz"
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-
-    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        # Stable owner fields so the archive depends only on the files' contents and times.
-        info.uid = info.gid = 0
-        info.uname = info.gname = "root"
-        return info
-
-    try:
-        with tarfile.open(tmp, "w:gz") as tar:
-            for name in SAGEMAKER_FILES:
-                if (folder / name).is_file():
-                    tar.add(folder / name, arcname=name, filter=normalise)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    members = [(folder / name, name) for name in SAGEMAKER_FILES if (folder / name).is_file()]
+    return write_tar_gz(out, members)

@@ -80,3 +80,35 @@ def next_run_dir(root: str | Path, kind: str, name: str) -> Path:
             return candidate
         except FileExistsError:
             n += 1
+
+
+def write_tar_gz(out: str | Path, members: list[tuple[Path, str]], texts: dict[str, str] | None = None) -> Path:
+    """Write a ``.tar.gz`` of ``members`` (file, name in the archive) and ``texts`` (name → content), atomically.
+
+    Owner fields are fixed (root), so the archive depends only on the files' contents and times.
+    """
+    import io
+    import tarfile
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+
+    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        return info
+
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for path, name in members:
+                tar.add(path, arcname=name, filter=normalise)
+            for name, text in (texts or {}).items():
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
