@@ -229,7 +229,7 @@ def test_gateway_package_offline_fails_clearly(tmp_path):
 
 def test_gateway_with_real_binsight_serve(tmp_path, monkeypatch):
     """The gateway in front of the real ``binsight serve`` with a tiny untrained model."""
-    pytest.importorskip("binsight.serving.server", reason="binsight serve (binsight.serving.server) not built yet")
+    pytest.importorskip("binsight.serving.process", reason="binsight serve (binsight.serving.process) not built yet")
     models = pytest.importorskip("binsight.models", reason="binsight.models not built yet")
     if not hasattr(models, "create_model"):
         pytest.skip("binsight.models.create_model not built yet")

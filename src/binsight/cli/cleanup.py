@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from binsight.serving.endpoints import cleanup
+    from binsight.endpoints.api import cleanup
 
     removed = cleanup(timeout=args.timeout)
     if args.json:

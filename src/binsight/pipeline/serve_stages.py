@@ -79,7 +79,7 @@ def register_all() -> None:
 
     @register_stage("deploy", "create a local SageMaker-style endpoint serving the model")
     def stage_deploy(ctx: StageContext):
-        from binsight.serving.endpoints import create_endpoint
+        from binsight.endpoints.api import create_endpoint
 
         name = _endpoint_name(ctx)
         backend = "onnx" if ctx.outputs.get("export", {}).get("onnx") else "torch"
@@ -93,7 +93,7 @@ def register_all() -> None:
 
     @register_stage("smoke", "smoke-test the endpoint, then client → gateway → endpoint (URL, S3, API Gateway)")
     def stage_smoke(ctx: StageContext):
-        from binsight.serving.endpoints import invoke_endpoint
+        from binsight.endpoints.api import invoke_endpoint
 
         name = ctx.require("deploy", "endpoint")
         url = ctx.require("deploy", "url")
@@ -118,7 +118,7 @@ def register_all() -> None:
 
     @register_stage("cleanup", "delete the endpoint, its endpoint config and model; stop its processes")
     def stage_cleanup(ctx: StageContext):
-        from binsight.serving.endpoints import delete_endpoint, list_endpoints
+        from binsight.endpoints.api import delete_endpoint, list_endpoints
 
         name = ctx.outputs.get("deploy", {}).get("endpoint") or _endpoint_name(ctx)
         if any(e.get("name") == name for e in list_endpoints()):

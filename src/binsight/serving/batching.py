@@ -47,7 +47,7 @@ class WorkerUnavailableError(Exception):
 
 
 class WorkerKilled(BaseException):
-    """Raised inside the worker by :meth:`MicroBatcher.kill` (test hook) to simulate a crashed thread."""
+    """Raised inside the worker by :meth:`MicroBatcher.kill` to simulate a crashed thread."""
 
 
 @dataclass
@@ -117,7 +117,6 @@ class MicroBatcher:
         self._arriving = 0  # inputs announced by arriving() and not yet queued (or given up)
         self.consecutive_failures = 0
         self.batches_run = 0
-        self.delay_s = 0.0  # test hook: extra seconds per batch, to simulate a slow model
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -166,7 +165,7 @@ class MicroBatcher:
             _resolve(item, error=WorkerUnavailableError("the server is shutting down"))
 
     def kill(self) -> None:
-        """Test hook: make the worker thread die (as if it crashed) before its next batch."""
+        """Make the worker thread die (as if it crashed) before its next batch (fault injection)."""
         with self._cond:
             self._kill = True
             self._cond.notify_all()
@@ -277,8 +276,6 @@ class MicroBatcher:
         rows = None
         error: Exception | None = None
         try:
-            if self.delay_s:
-                time.sleep(self.delay_s)
             rows = np.asarray(self.infer(np.stack([item.x for item in live])))
             if len(rows) != len(live):
                 raise RuntimeError(f"inference returned {len(rows)} rows for a batch of {len(live)}")
