@@ -151,16 +151,18 @@ def predict_request(request: ImageRequest, settings: GatewaySettings, backend: B
 
     policy = settings.policy
     quantity = request.expected_quantity
+    declared = request.content_type
     if request.source == "url":
-        data = fetch_url(request.url or "", policy).data
+        fetched = fetch_url(request.url or "", policy)
+        data, declared = fetched.data, fetched.content_type
     elif request.source == "s3":
         fetched = fetch_s3(request.bucket or "", request.key or "", policy.max_bytes, _s3_client(settings))
-        data = fetched.data
+        data, declared = fetched.data, fetched.content_type
         if quantity is None:
             quantity = _quantity_from_metadata(fetched.metadata)
     else:
         data = request.data or b""
-    info = inspect_image(data, policy.max_pixels)
+    info = inspect_image(data, policy.max_pixels, declared)
     return backend.predict(data, info.content_type, quantity, deadline)
 
 
