@@ -97,7 +97,7 @@ def resolve(host: str, port: int) -> list[IPAddress]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise BadRequest(
-            f"cannot resolve host {host[:200]!r}: {exc.strerror or exc}", code="unresolvable_host"
+            f"cannot resolve host {host[:200]!r}: {getattr(exc, 'strerror', None) or exc}", code="unresolvable_host"
         ) from None
     addresses: list[IPAddress] = []
     for info in infos:

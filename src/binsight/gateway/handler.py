@@ -1,7 +1,7 @@
 """The AWS Lambda entry point: ``binsight.gateway.handler.lambda_handler``.
 
 An event (direct, API Gateway v1/v2, or S3 notification — see ``events``) names one image or several; each
-is fetched safely (``fetch``), checked to be a sane image (``images``), sent to the endpoint (``backends``)
+is fetched safely (``fetch``), checked to be a sane image (``images``), sent to the endpoint (``clients``)
 and the endpoint's prediction JSON is returned unchanged inside the response shape of the event kind:
 
 * API Gateway: ``{"statusCode", "headers": {"Content-Type", "X-Request-Id"}, "body": "<JSON>",
@@ -32,7 +32,7 @@ import time
 import uuid
 from typing import Any
 
-from binsight.gateway.backends import Backend, backend_from_config
+from binsight.gateway.clients import EndpointClient, endpoint_client
 from binsight.gateway.errors import GatewayError, RetryableGatewayError, is_retryable
 from binsight.gateway.events import API_KINDS, S3_EVENT, ImageRequest, detect_kind, parse_event
 from binsight.gateway.settings import GatewaySettings
@@ -78,10 +78,10 @@ def handle(event: Any, context: Any = None, *, settings: GatewaySettings | None 
         settings = settings or GatewaySettings.from_env(os.environ)
         deadline = _deadline(context, started)
         parsed = parse_event(event, settings.policy.max_bytes)
-        backend = backend_from_config(settings.endpoint)
-        record["backend"] = backend.name
+        client = endpoint_client(settings.endpoint)
+        record["backend"] = client.name
         if parsed.kind == S3_EVENT:
-            results = [_answer_record(req, settings, backend, deadline) for req in parsed.requests]
+            results = [_answer_record(req, settings, client, deadline) for req in parsed.requests]
             failed = sum(1 for r in results if "error" in r)
             retryable = sum(1 for r in results if r.get("retryable"))
             status = 200 if failed == 0 else 207
@@ -93,7 +93,7 @@ def handle(event: Any, context: Any = None, *, settings: GatewaySettings | None 
         else:
             request = parsed.requests[0]
             record["source"] = request.source
-            prediction = predict_request(request, settings, backend, deadline)
+            prediction = predict_request(request, settings, client, deadline)
             status = 200
             response = _success(kind, prediction, request_id)
     except GatewayError as err:
@@ -144,7 +144,7 @@ def retryable_error(response: dict) -> RetryableGatewayError:
     return RetryableGatewayError(message, response=response, failures=failures)
 
 
-def predict_request(request: ImageRequest, settings: GatewaySettings, backend: Backend, deadline: float) -> dict:
+def predict_request(request: ImageRequest, settings: GatewaySettings, client: EndpointClient, deadline: float) -> dict:
     """Fetch (or take) the image of ``request``, validate it and return the endpoint's prediction."""
     from binsight.gateway.fetch import fetch_s3, fetch_url
     from binsight.gateway.images import inspect_image
@@ -163,15 +163,15 @@ def predict_request(request: ImageRequest, settings: GatewaySettings, backend: B
     else:
         data = request.data or b""
     info = inspect_image(data, policy.max_pixels, declared)
-    return backend.predict(data, info.content_type, quantity, deadline)
+    return client.predict(data, info.content_type, quantity, deadline)
 
 
-def _answer_record(request: ImageRequest, settings: GatewaySettings, backend: Backend, deadline: float) -> dict:
+def _answer_record(request: ImageRequest, settings: GatewaySettings, client: EndpointClient, deadline: float) -> dict:
     result: dict[str, Any] = {"bucket": request.bucket, "key": request.key}
     try:
         if request.error is not None:
             raise request.error
-        result["prediction"] = predict_request(request, settings, backend, deadline)
+        result["prediction"] = predict_request(request, settings, client, deadline)
     except GatewayError as err:
         result["statusCode"] = err.status
         result["retryable"] = is_retryable(err)

@@ -73,6 +73,7 @@ def make_server(host: str, port: int, settings: GatewaySettings, timeout_s: floa
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "binsight-gateway"
+        timeout = 30  # seconds per socket read: a client that stalls mid-request loses its connection
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming

@@ -205,13 +205,13 @@ def gateway_smoke(endpoint_url: str, image: Path, label: int) -> dict[str, dict]
 
     from binsight.gateway.handler import handle
     from binsight.gateway.local import make_server
-    from binsight.gateway.settings import EndpointConfig, FetchPolicy, GatewaySettings
+    from binsight.gateway.settings import FetchPolicy, GatewaySettings, PredictionEndpoint
 
     answers: dict[str, dict] = {}
     with _image_server(image) as image_url, _s3_server(image) as (s3_url, s3_uri):
         settings = GatewaySettings(
             policy=FetchPolicy.with_allowed(["127.0.0.1"]),
-            endpoint=EndpointConfig(url=endpoint_url),
+            endpoint=PredictionEndpoint(url=endpoint_url),
             s3_endpoint_url=s3_url,
         )
         out = handle({"url": image_url, "expected_quantity": label}, settings=settings)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from binsight.gateway.errors import GatewayError, Misconfigured, UpstreamError, UpstreamTimeout
-from binsight.gateway.settings import EndpointConfig
+from binsight.gateway.settings import PredictionEndpoint
 
 RETRY_STATUSES = {429, 503}
 # Statuses that say "not now" rather than "not this image": the event is worth retrying later.
@@ -31,7 +31,7 @@ MAX_RESPONSE_BYTES = 1024 * 1024
 BACKOFF_CAP = 5.0
 
 
-class Backend(Protocol):
+class EndpointClient(Protocol):
     """Anything that turns image bytes into the prediction dict."""
 
     name: str
@@ -125,7 +125,7 @@ def _retry_after(value: str | None) -> float | None:
     return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
-class HttpBackend:
+class HttpEndpointClient:
     """POST to ``{base}/invocations`` (or to ``base`` itself when it already ends in ``/invocations``)."""
 
     name = "http"
@@ -168,7 +168,7 @@ class HttpBackend:
         )
 
 
-class SageMakerBackend:
+class SageMakerEndpointClient:
     """``sagemaker-runtime`` ``invoke_endpoint`` (``endpoint_url`` points boto3 at a compatible server)."""
 
     name = "sagemaker"
@@ -247,15 +247,15 @@ class SageMakerBackend:
         )
 
 
-def backend_from_config(config: EndpointConfig) -> Backend:
-    """Build the backend ``config`` names; exactly one of the URL or SageMaker endpoint must be set."""
+def endpoint_client(config: PredictionEndpoint) -> EndpointClient:
+    """Build the client for the endpoint ``config`` names; exactly one of the URL or SageMaker endpoint must be set."""
     if config.url and config.sagemaker_endpoint:
         raise Misconfigured("set BINSIGHT_ENDPOINT_URL or BINSIGHT_SAGEMAKER_ENDPOINT, not both")
     common = {"timeout": config.timeout, "retries": config.retries, "backoff": config.backoff}
     if config.url:
-        return HttpBackend(config.url, **common)
+        return HttpEndpointClient(config.url, **common)
     if config.sagemaker_endpoint:
-        return SageMakerBackend(
+        return SageMakerEndpointClient(
             config.sagemaker_endpoint, endpoint_url=config.sagemaker_endpoint_url, region=config.region, **common
         )
     raise Misconfigured(
