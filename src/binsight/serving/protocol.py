@@ -47,6 +47,7 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(config, server_state, app_state, _loop)
         self._header_timer: asyncio.TimerHandle | None = None
         self._cycle_when_armed: object = None
+        self._graces = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -92,8 +93,16 @@ class GuardedH11Protocol(H11Protocol):
         if self.cycle is not self._cycle_when_armed:
             self._disarm()  # the headers are complete: a new request cycle began
 
+    def _unread_bytes(self) -> int:
+        sock = self.transport.get_extra_info("socket")
+        try:
+            return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0])
+        except (AttributeError, OSError):
+            return 0
+
     def _arm(self) -> None:
         self._disarm()
+        self._graces = 0
         self._cycle_when_armed = self.cycle
         self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
 
@@ -104,6 +113,11 @@ class GuardedH11Protocol(H11Protocol):
 
     def _headers_too_slow(self) -> None:
         self._header_timer = None
+        if self._unread_bytes() > 0 and self._graces < 3:
+            # Bytes wait in the kernel: the event loop is behind (overload), not the client. Look again soon.
+            self._graces += 1
+            self._header_timer = self.loop.call_later(0.5, self._headers_too_slow)
+            return
         if not self.transport.is_closing() and self.cycle is self._cycle_when_armed:
             log.info("closing a connection that sent no complete request headers in %gs", self.header_timeout)
             self.transport.close()
