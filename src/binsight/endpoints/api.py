@@ -256,6 +256,8 @@ def invoke_endpoint(
     if resp.status_code != 200:
         message = body.get("error", {}).get("message", resp.text[:300]) if isinstance(body, dict) else resp.text
         raise BinsightError(f"endpoint {name!r} answered {resp.status_code}: {message}")
+    if not isinstance(body, dict):
+        raise BinsightError(f"endpoint {name!r} answered JSON that is not an object")
     return body
 
 
@@ -302,7 +304,7 @@ def _endpoint_group(row: dict[str, Any]) -> int | None:
         return None
     if procs.pid_alive(pid) and not procs.is_supervisor(pid, row["name"]):
         return None  # the pid was recycled by an unrelated process: never signal it
-    return pid
+    return int(pid)
 
 
 def delete_endpoint(name: str, timeout: float = 20, home: str | Path | None = None) -> dict[str, list[Any]]:

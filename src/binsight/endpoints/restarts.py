@@ -36,6 +36,6 @@ class RestartBudget:
 
     def next_delay(self) -> float:
         """Count one more restart; returns the seconds to wait before it (0.5, 1, 2 … up to BACKOFF_MAX_S)."""
-        delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** min(self.in_a_row, 16))
+        delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2.0 ** min(self.in_a_row, 16))
         self.in_a_row += 1
         return delay

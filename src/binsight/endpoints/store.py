@@ -212,7 +212,9 @@ class EndpointRegistry:
                 "VALUES (?, ?, ?, 'starting', ?, ?, ?, ?, ?)",
                 (name, config, CREATING, host, port, f"http://{host}:{port}", now, now),
             )
-        return self.get_endpoint(name)
+        row = self.get_endpoint(name)
+        assert row is not None  # written in the transaction above
+        return row
 
     def begin_update(
         self, name: str, artifact: str, backend: str, options: dict[str, Any], model_meta: dict[str, str]

@@ -13,6 +13,8 @@ notification) with retryable failures, so that AWS Lambda retries the event.
 
 from __future__ import annotations
 
+from typing import Any
+
 from binsight.inputs.values import ApiError
 
 
@@ -46,7 +48,7 @@ class GatewayError(Exception):
             self.retryable = retryable
         self.retry_after = retry_after
 
-    def to_body(self, request_id: str) -> dict:
+    def to_body(self, request_id: str) -> dict[str, Any]:
         """The JSON error body: ``{"error": {"code", "message", "request_id"}}``."""
         return {"error": {"code": self.code, "message": self.message, "request_id": request_id}}
 
@@ -145,7 +147,7 @@ class RetryableGatewayError(Exception):
             ``s3://bucket/key``.
     """
 
-    def __init__(self, message: str, *, response: dict, failures: list[tuple[str, str, str, bool]]) -> None:
+    def __init__(self, message: str, *, response: dict[str, Any], failures: list[tuple[str, str, str, bool]]) -> None:
         super().__init__(message)
         self.message = message
         self.response = response

@@ -103,7 +103,7 @@ def parse_event(event: Any, max_bytes: int) -> ParsedEvent:
     return ParsedEvent(kind, [_parse_api_event(event, kind, max_bytes)])
 
 
-def _parse_fields(fields: dict, max_bytes: int, default_quantity: int | None = None) -> ImageRequest:
+def _parse_fields(fields: dict[str, Any], max_bytes: int, default_quantity: int | None = None) -> ImageRequest:
     given = [name for name in SOURCE_FIELDS if fields.get(name) not in (None, "")]
     if len(given) != 1:
         what = "none" if not given else ", ".join(given)
@@ -121,15 +121,15 @@ def _parse_fields(fields: dict, max_bytes: int, default_quantity: int | None = N
         bucket, key = parse_s3_uri(_string(value, "s3_uri"))
         return ImageRequest("s3", bucket=bucket, key=key, expected_quantity=quantity)
     if name == "bucket":
-        key = fields.get("key")
-        if not isinstance(key, str) or not key:
+        object_key = fields.get("key")
+        if not isinstance(object_key, str) or not object_key:
             raise BadRequest("'bucket' needs a non-empty string 'key' (the object key, not URL-encoded)")
-        return ImageRequest("s3", bucket=_bucket(_string(value, "bucket")), key=key, expected_quantity=quantity)
+        return ImageRequest("s3", bucket=_bucket(_string(value, "bucket")), key=object_key, expected_quantity=quantity)
     data = decode_base64_image(_string(value, "image_b64"), max_bytes)
     return ImageRequest("inline", data=data, expected_quantity=quantity)
 
 
-def _parse_api_event(event: dict, kind: str, max_bytes: int) -> ImageRequest:
+def _parse_api_event(event: dict[str, Any], kind: str, max_bytes: int) -> ImageRequest:
     if kind == APIGW_V2:
         method = event["requestContext"]["http"].get("method", "")
     else:
@@ -182,7 +182,7 @@ def _parse_api_event(event: dict, kind: str, max_bytes: int) -> ImageRequest:
     )
 
 
-def _parse_s3_records(records: list) -> list[ImageRequest]:
+def _parse_s3_records(records: list[Any]) -> list[ImageRequest]:
     if not records:
         raise BadRequest("the S3 event has no Records")
     requests = []
@@ -211,7 +211,7 @@ def _parse_s3_record(record: Any, index: int) -> ImageRequest:
             f"Records[{index}] is a {name or 'unnamed'} event; only ObjectCreated events are predicted",
             code="unsupported_event",
         )
-    s3 = record.get("s3")
+    s3: Any = record.get("s3")
     try:
         bucket = s3["bucket"]["name"]
         key = s3["object"]["key"]

@@ -22,6 +22,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from binsight.gateway.addresses import IPAddress, check_address, parse_ip
@@ -101,7 +102,7 @@ def resolve(host: str, port: int) -> list[IPAddress]:
         ) from None
     addresses: list[IPAddress] = []
     for info in infos:
-        ip = parse_ip(info[4][0])
+        ip = parse_ip(str(info[4][0]))
         if ip is not None and ip not in addresses:
             addresses.append(ip)
     if not addresses:
@@ -261,7 +262,7 @@ def _read_capped(response: http.client.HTTPResponse, max_bytes: int, deadline: f
     return bytes(buffer)
 
 
-def fetch_s3(bucket: str, key: str, max_bytes: int, s3_client) -> Fetched:
+def fetch_s3(bucket: str, key: str, max_bytes: int, s3_client: Any) -> Fetched:
     """Download ``s3://bucket/key`` with a size cap (ContentLength first, then while streaming).
 
     Raises:
@@ -308,7 +309,7 @@ def fetch_s3(bucket: str, key: str, max_bytes: int, s3_client) -> Fetched:
     return Fetched(bytes(buffer), content_type=response.get("ContentType", ""), metadata=metadata)
 
 
-def _s3_error(exc, where: str) -> GatewayError:
+def _s3_error(exc: Any, where: str) -> GatewayError:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")

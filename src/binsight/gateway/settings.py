@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from binsight.gateway.errors import Misconfigured
 
@@ -47,7 +48,7 @@ class FetchPolicy:
     allow_networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
-    def with_allowed(cls, hosts: list[str] | tuple[str, ...] = (), **kwargs) -> FetchPolicy:
+    def with_allowed(cls, hosts: list[str] | tuple[str, ...] = (), **kwargs: Any) -> FetchPolicy:
         """Build a policy allowing ``hosts`` (names, IP addresses or CIDR networks) on top of ``kwargs``."""
         names, networks = split_allow_hosts(hosts)
         return cls(allow_names=names, allow_networks=networks, **kwargs)

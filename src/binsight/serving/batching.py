@@ -32,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class WorkerKilled(BaseException):
 @dataclass
 class _Item:
     x: np.ndarray
-    future: asyncio.Future
+    future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -201,7 +202,7 @@ class MicroBatcher:
                 self._arriving -= n
                 self._cond.notify_all()
 
-    def enqueue(self, x: np.ndarray, force: bool = False) -> asyncio.Future:
+    def enqueue(self, x: np.ndarray, force: bool = False) -> asyncio.Future[Any]:
         """Queue one CHW input from the running event loop.
 
         Returns:
@@ -230,7 +231,7 @@ class MicroBatcher:
     async def submit(self, x: np.ndarray, force: bool = False) -> np.ndarray:
         """Queue ``x`` and wait for its result row (see :meth:`enqueue` for the errors)."""
         row, _ = await self.enqueue(x, force=force)
-        return row
+        return np.asarray(row)
 
     # -- worker -----------------------------------------------------------------------------------------------
     def _take_batch(self) -> list[_Item] | None:
@@ -290,7 +291,7 @@ class MicroBatcher:
                 self.on_batch(len(live), time.perf_counter() - start, error is None)
             except Exception:  # metrics must never break inference
                 log.exception("batch callback failed")
-        if error is not None:
+        if error is not None or rows is None:
             for item in live:
                 _resolve(item, error=error)
             return

@@ -248,7 +248,7 @@ class ModelService:
                 {"Retry-After": "1"},
             )
         self.inflight += n
-        futures: list[asyncio.Future] = []
+        futures: list[asyncio.Future[Any]] = []
         try:
             loop = asyncio.get_running_loop()
             assert self.batcher is not None

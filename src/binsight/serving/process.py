@@ -142,7 +142,7 @@ def run_server(
     sockets, join = inherited_sockets(fds), inherited_sockets(join_fds)
     configure_access_log()
     # One process serves one model: drop the *_created series, which only double the /metrics text.
-    prometheus_client.disable_created_metrics()
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     exit_code = 0
     server: _Server | None = None
 
