@@ -276,3 +276,15 @@ def test_list_table_formatting():
     header, line = format_table([row]).splitlines()
     assert header.split() == ["NAME", "STATUS", "HEALTH", "URL", "MODEL", "RESTARTS", "AGE"]
     assert line.split() == ["demo", "InService", "healthy", "http://127.0.0.1:1", "tiny:t1", "2", "1m"]
+
+
+def test_cli_serve_settings_are_validated_before_anything_is_registered(home, tmp_path):
+    from tests.conftest import run_cli
+    from tests.e2e.test_endpoint_lifecycle import make_artifact
+
+    artifact = make_artifact(tmp_path / "model", "v1")
+    bad = run_cli("endpoint", "create", "x", "--model", artifact, "--set", "foo=1", "--no-wait", check=False)
+    assert bad.returncode == 1 and "unknown key serve.foo" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_cli("endpoint", "create", "x", "--model", artifact, "--set", "body_timeout=0", check=False)
+    assert bad.returncode == 1 and "body_timeout" in bad.stderr
+    assert counts(EndpointRegistry()) == (0, 0, 0)

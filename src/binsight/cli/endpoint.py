@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from binsight.cli.common import add_config_args
 from binsight.endpoints.config import DEFAULT_MAX_RESTARTS, DEFAULT_STARTUP_TIMEOUT_S
 from binsight.inference.backends import backend_names
 
@@ -107,8 +106,18 @@ def _add_wait(p: argparse.ArgumentParser, default: str) -> None:
 
 
 def _add_serve_config(p: argparse.ArgumentParser) -> None:
-    """``--config FILE`` and ``key=value``: any `binsight serve` setting (limits, timeouts …) for the server."""
-    add_config_args(p)
+    """``--config FILE`` and ``--set key=value``: any `binsight serve` setting (limits, timeouts …)."""
+    p.add_argument(
+        "--config", type=Path, default=None, help="the model server's settings: a `binsight serve` YAML file"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one `binsight serve` setting, e.g. --set body_timeout=10 (repeatable; see docs/serving.md)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:

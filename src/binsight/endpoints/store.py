@@ -94,8 +94,10 @@ def endpoint_dir(name: str, home: Path | None = None) -> Path:
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) readable by the owner only (0700); returns it."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Make ``path`` a folder only its owner can enter (0700), creating missing parents 0700 too; returns it."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    path.mkdir(mode=0o700, exist_ok=True)
     path.chmod(0o700)
     return path
 
