@@ -169,9 +169,8 @@ class Supervisor:
         self.registry.set_endpoint(self.name, status=FAILED, health="stopped", failure_reason=reason)
 
     async def shutdown(self) -> None:
-        """Stop every model server (each finishes its in-flight requests), then close the endpoint's socket."""
-        for task in list(self.retiring):
-            task.cancel()
+        """Stop every model server (each finishes its in-flight requests, old ones of an update included), then
+        close the endpoint's socket."""
         servers = [self.current] if self.current else []
         await asyncio.gather(*(self.stop_server(s) for s in servers), *self.retiring, return_exceptions=True)
         if self.socket is not None:
