@@ -7,7 +7,8 @@ request's headers within ``header_timeout`` seconds of connecting, or of its fir
 response, and closes new connections at once beyond ``max_connections``. The body deadline and size are
 the app's (``asgi.read_body``). A subclass of the maintained protocol keeps HTTP parsing in h11.
 
-At shutdown (SIGTERM: an endpoint update retires this server) the connections the server closes itself are
+At shutdown (SIGTERM: an endpoint update retires this server) connections are drained, not cut: the last
+request on each is answered with ``Connection: close``. The connections the server then closes itself are
 closed with a reset when nothing written can be lost by it (every byte acknowledged, or a loopback peer,
 where the reset queues behind the data), so the endpoint's port is not left with TIME_WAIT entries that keep
 it from being bound again; other connections are closed normally.
@@ -29,6 +30,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 log = logging.getLogger("binsight.serving")
+DRAIN_IDLE_S = 1.0  # at shutdown, how long an idle kept-alive connection may still bring one last request
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -48,6 +50,8 @@ class GuardedH11Protocol(H11Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._cycle_when_armed: object = None
         self._graces = 0
+        self._shutting_down = False
+        self._drain_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -59,16 +63,35 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
         super().connection_lost(exc)
 
     def shutdown(self) -> None:
+        """Drain instead of cutting: a request in flight is answered with ``Connection: close``; an idle
+        kept-alive connection gets :data:`DRAIN_IDLE_S` for the request its client may be sending right now
+        (answered the same way) before it is closed, so no client sees its request cut off."""
         self._shutting_down = True
         if self.cycle is None or self.cycle.response_complete:
-            self._reset_on_close()
+            self._drain_timer = self.loop.call_later(DRAIN_IDLE_S, self._close_if_idle)
+            return
+        self._announce_close()
         super().shutdown()
 
+    def _announce_close(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            cycle.keep_alive = False
+            cycle.default_headers = [*cycle.default_headers, (b"connection", b"close")]
+
+    def _close_if_idle(self) -> None:
+        self._drain_timer = None
+        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            self._reset_on_close()
+            super().shutdown()
+
     def on_response_complete(self) -> None:
-        if getattr(self, "_shutting_down", False):
+        if self._shutting_down:
             self._reset_on_close()
         super().on_response_complete()
 
@@ -92,6 +115,8 @@ class GuardedH11Protocol(H11Protocol):
         super().data_received(data)
         if self.cycle is not self._cycle_when_armed:
             self._disarm()  # the headers are complete: a new request cycle began
+            if self._shutting_down:  # a request on a draining connection: its answer closes the connection
+                self._announce_close()
 
     def _unread_bytes(self) -> int:
         sock = self.transport.get_extra_info("socket")
