@@ -9,7 +9,7 @@ import pytest
 def home(tmp_path_factory):
     """BINSIGHT_HOME as a tmp folder for the whole test module; at the end every endpoint left is cleaned up, so
     no supervisor or model server outlives the module."""
-    from binsight.serving.endpoints import cleanup
+    from binsight.endpoints.api import cleanup
 
     with pytest.MonkeyPatch.context() as mp:
         path = tmp_path_factory.mktemp("binsight-home")

@@ -229,14 +229,14 @@ def test_gateway_package_offline_fails_clearly(tmp_path):
 
 def test_gateway_with_real_binsight_serve(tmp_path, monkeypatch):
     """The gateway in front of the real ``binsight serve`` with a tiny untrained model."""
-    pytest.importorskip("binsight.serving.server", reason="binsight serve (binsight.serving.server) not built yet")
+    pytest.importorskip("binsight.serving.process", reason="binsight serve (binsight.serving.process) not built yet")
     models = pytest.importorskip("binsight.models", reason="binsight.models not built yet")
     if not hasattr(models, "create_model"):
         pytest.skip("binsight.models.create_model not built yet")
     import torch
 
     from binsight.gateway.handler import handle
-    from binsight.gateway.settings import EndpointConfig, GatewaySettings
+    from binsight.gateway.settings import GatewaySettings, PredictionEndpoint
     from binsight.inference.artifact import ArtifactMeta, save_artifact
 
     torch.manual_seed(0)
@@ -255,7 +255,7 @@ def test_gateway_with_real_binsight_serve(tmp_path, monkeypatch):
     )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/ping", proc, timeout=90)
-        settings = GatewaySettings(endpoint=EndpointConfig(url=f"http://127.0.0.1:{port}", timeout=30, retries=2))
+        settings = GatewaySettings(endpoint=PredictionEndpoint(url=f"http://127.0.0.1:{port}", timeout=30, retries=2))
         event = {"image_b64": base64.b64encode(make_jpeg((64, 48))).decode(), "expected_quantity": 3}
         response = handle(event, None, settings=settings)
         assert response["statusCode"] == 200, response
@@ -267,7 +267,7 @@ def test_gateway_with_real_binsight_serve(tmp_path, monkeypatch):
 
         # The same endpoint through boto3 sagemaker-runtime (the SageMaker Runtime path of the contract).
         set_aws_test_env(monkeypatch, tmp_path)
-        sagemaker = EndpointConfig(
+        sagemaker = PredictionEndpoint(
             sagemaker_endpoint="gw-e2e", sagemaker_endpoint_url=f"http://127.0.0.1:{port}", region="us-east-1"
         )
         response = handle(event, None, settings=GatewaySettings(endpoint=sagemaker))

@@ -22,15 +22,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from binsight.serving import procs
-from binsight.serving.endpoints import (
+from binsight.endpoints import procs
+from binsight.endpoints.api import (
     create_endpoint,
     describe_endpoint,
     invoke_endpoint,
     list_endpoints,
     update_endpoint,
 )
-from binsight.serving.registry import EndpointRegistry
+from binsight.endpoints.store import EndpointRegistry
 from binsight.utils.net import free_port
 from tests.conftest import run_cli
 

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from binsight.endpoints import procs
+from binsight.endpoints.api import cleanup, create_endpoint, describe_endpoint, list_endpoints, update_endpoint
+from binsight.endpoints.config import EndpointConfig
+from binsight.endpoints.restarts import BACKOFF_MAX_S, STABLE_S, RestartBudget
+from binsight.endpoints.store import EndpointRegistry
 from binsight.errors import BinsightError
-from binsight.serving import procs
-from binsight.serving.endpoints import cleanup, create_endpoint, describe_endpoint, list_endpoints, update_endpoint
-from binsight.serving.registry import EndpointRegistry
-from binsight.serving.supervisor import BACKOFF_MAX_S, STABLE_S, RestartBudget, max_restarts_of
 from binsight.utils.net import free_port
 from tests.conftest import run_cli
 from tests.e2e.test_endpoint_lifecycle import can_bind, make_artifact
@@ -134,4 +135,5 @@ def test_restart_budget_counts_failures_in_a_row_and_resets_after_a_stable_serve
     never = RestartBudget(max_restarts=0)
     delays = [never.next_delay() for _ in range(40)]
     assert not never.exhausted and delays[-1] == BACKOFF_MAX_S and delays == sorted(delays)
-    assert max_restarts_of({"options": {}}) == 5 and max_restarts_of({"options": {"max_restarts": 0}}) == 0
+    assert EndpointConfig.from_options({}).max_restarts == 5
+    assert EndpointConfig.from_options({"max_restarts": 0}).max_restarts == 0

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from binsight.gateway.backends import SageMakerBackend
+from binsight.gateway.clients import SageMakerEndpointClient
 from binsight.gateway.errors import GatewayError
 from binsight.gateway.handler import handle, lambda_handler
-from binsight.gateway.settings import EndpointConfig, FetchPolicy, GatewaySettings
+from binsight.gateway.settings import FetchPolicy, GatewaySettings, PredictionEndpoint
 from tests.integration.gateway_servers import (
     FakeEndpoint,
     ImageServer,
@@ -42,7 +42,7 @@ def images():
 def settings_for(endpoint: FakeEndpoint, **endpoint_kwargs) -> GatewaySettings:
     config = {"url": endpoint.url, "timeout": 2.0, "retries": 3, "backoff": 0.01, **endpoint_kwargs}
     return GatewaySettings(
-        policy=FetchPolicy.with_allowed(["127.0.0.1"], read_timeout=2.0), endpoint=EndpointConfig(**config)
+        policy=FetchPolicy.with_allowed(["127.0.0.1"], read_timeout=2.0), endpoint=PredictionEndpoint(**config)
     )
 
 
@@ -163,7 +163,9 @@ def test_endpoint_timeout_is_504(endpoint):
 def test_endpoint_down_is_502():
     from tests.conftest import free_port
 
-    settings = GatewaySettings(endpoint=EndpointConfig(url=f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01))
+    settings = GatewaySettings(
+        endpoint=PredictionEndpoint(url=f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01)
+    )
     response = handle({"image_b64": base64.b64encode(make_jpeg()).decode()}, None, settings=settings)
     assert response["statusCode"] == 502 and response["error"]["code"] == "endpoint_unavailable"
 
@@ -200,7 +202,7 @@ def aws_env(monkeypatch, tmp_path):
 
 
 def test_sagemaker_backend_through_boto3(endpoint, aws_env):
-    config = EndpointConfig(
+    config = PredictionEndpoint(
         sagemaker_endpoint="bins", sagemaker_endpoint_url=endpoint.url, region="eu-west-1", retries=3, backoff=0.01
     )
     endpoint.fail_times = 1
@@ -217,7 +219,7 @@ def test_sagemaker_backend_through_boto3(endpoint, aws_env):
 
 
 def test_sagemaker_backend_500_and_timeout(endpoint, aws_env):
-    backend = SageMakerBackend("bins", endpoint_url=endpoint.url, region="eu-west-1", timeout=0.5, retries=0)
+    backend = SageMakerEndpointClient("bins", endpoint_url=endpoint.url, region="eu-west-1", timeout=0.5, retries=0)
 
     endpoint.always_status = 500
     with pytest.raises(GatewayError) as info:

@@ -12,7 +12,7 @@ import pytest
 
 from binsight.gateway.errors import RetryableGatewayError
 from binsight.gateway.handler import handle, lambda_handler
-from binsight.gateway.settings import EndpointConfig, FetchPolicy, GatewaySettings
+from binsight.gateway.settings import FetchPolicy, GatewaySettings, PredictionEndpoint
 from tests.integration.gateway_servers import (
     FakeEndpoint,
     SlowDownS3,
@@ -43,7 +43,7 @@ def s3(s3_server, monkeypatch, tmp_path):
 
 def settings(s3_url: str, endpoint: FakeEndpoint, **endpoint_kwargs) -> GatewaySettings:
     config = {"url": endpoint.url, "timeout": 5.0, "retries": 1, "backoff": 0.01, **endpoint_kwargs}
-    return GatewaySettings(policy=FetchPolicy(), endpoint=EndpointConfig(**config), s3_endpoint_url=s3_url)
+    return GatewaySettings(policy=FetchPolicy(), endpoint=PredictionEndpoint(**config), s3_endpoint_url=s3_url)
 
 
 def s3_event(*keys: str) -> dict:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from binsight.gateway.handler import handle
-from binsight.gateway.settings import EndpointConfig, FetchPolicy, GatewaySettings
+from binsight.gateway.settings import FetchPolicy, GatewaySettings, PredictionEndpoint
 from tests.integration.gateway_servers import (
     FakeEndpoint,
     fake_prediction,
@@ -31,7 +31,7 @@ def s3(s3_server, monkeypatch, tmp_path):
 def settings(s3_url: str, endpoint: FakeEndpoint, **policy) -> GatewaySettings:
     return GatewaySettings(
         policy=FetchPolicy(**policy),
-        endpoint=EndpointConfig(url=endpoint.url, timeout=5.0, retries=0),
+        endpoint=PredictionEndpoint(url=endpoint.url, timeout=5.0, retries=0),
         s3_endpoint_url=s3_url,
     )
 

@@ -8,15 +8,9 @@ import json
 import pytest
 
 from binsight.config.loader import ConfigError, load_config
-from binsight.serving.schemas import (
-    MAX_INSTANCES,
-    ApiError,
-    ServeConfig,
-    media_type,
-    parse_custom_attributes,
-    parse_expected_quantity,
-    parse_invocation,
-)
+from binsight.config.schemas import ServeConfig
+from binsight.inputs.values import ApiError, parse_custom_attributes, parse_quantity
+from binsight.serving.schemas import MAX_INSTANCES, media_type, parse_invocation
 
 IMG = b"\xff\xd8\xff\xe0fake-jpeg-bytes"
 B64 = base64.b64encode(IMG).decode()
@@ -81,13 +75,13 @@ def test_bad_quantity_in_header_is_400():
 
 @pytest.mark.parametrize(("value", "expected"), [(3, 3), ("4", 4), (2.0, 2), (None, None), (0, 0)])
 def test_expected_quantity_accepts_whole_numbers(value, expected):
-    assert parse_expected_quantity(value) == expected
+    assert parse_quantity(value) == expected
 
 
 @pytest.mark.parametrize("value", [True, -1, 1.5, "x", 10**9, [1]])
 def test_expected_quantity_rejects_the_rest(value):
     with pytest.raises(ApiError):
-        parse_expected_quantity(value)
+        parse_quantity(value)
 
 
 def test_custom_attributes_and_media_type():

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from binsight.errors import BinsightError
-from binsight.serving import procs
-from binsight.serving.registry import (
+from binsight.endpoints import procs
+from binsight.endpoints.store import (
     CREATING,
     FAILED,
     IN_SERVICE,
@@ -22,6 +21,7 @@ from binsight.serving.registry import (
     EndpointRegistry,
     binsight_home,
 )
+from binsight.errors import BinsightError
 from binsight.utils.net import free_port
 
 
@@ -195,7 +195,7 @@ def test_stop_group_terminates_a_whole_session(tmp_path):
 
 
 def test_stale_rows_become_failed_and_cleanup_removes_them(home):
-    from binsight.serving.endpoints import cleanup, describe_endpoint, list_endpoints
+    from binsight.endpoints.api import cleanup, describe_endpoint, list_endpoints
 
     reg = EndpointRegistry()
     make(reg)
@@ -212,7 +212,7 @@ def test_stale_rows_become_failed_and_cleanup_removes_them(home):
 
 
 def test_api_rejects_bad_input_before_touching_the_registry(home, tmp_path):
-    from binsight.serving.endpoints import create_endpoint, delete_endpoint, invoke_endpoint
+    from binsight.endpoints.api import create_endpoint, delete_endpoint, invoke_endpoint
 
     with pytest.raises(BinsightError, match="bad endpoint name"):
         create_endpoint("bad name!", tmp_path)
@@ -228,7 +228,7 @@ def test_api_rejects_bad_input_before_touching_the_registry(home, tmp_path):
 
 
 def test_failure_reason_prefers_error_lines_over_access_log(tmp_path):
-    from binsight.serving.supervisor import exit_description, failure_reason
+    from binsight.endpoints.failures import exit_description, failure_reason
 
     log = tmp_path / "server.log"
     log.write_text(
@@ -245,14 +245,26 @@ def test_failure_reason_prefers_error_lines_over_access_log(tmp_path):
     assert exit_description(-9) == "killed by SIGKILL" and exit_description(1) == "exit code 1"
 
 
-def test_serve_command_passes_backend_and_batching():
-    from binsight.serving.supervisor import serve_command
+def test_every_serve_setting_reaches_the_server_through_its_config_file(tmp_path):
+    from binsight.config.loader import dump_yaml, load_config
+    from binsight.config.schemas import ServeConfig
+    from binsight.endpoints.config import EndpointConfig
+    from binsight.endpoints.supervisor import serve_command
 
-    cmd = serve_command({"artifact": "/m", "backend": "onnx", "options": {"max_batch_size": 2}}, 5555)
+    config = EndpointConfig().replace(backend="onnx", max_batch_size=2, body_timeout=7.5, max_restarts=1)
+    stored = config.to_options()
+    assert "backend" not in stored and stored["max_restarts"] == 1 and stored["body_timeout"] == 7.5
+    again = EndpointConfig.from_options(stored, "onnx")
+    assert again == config and again.serve.max_wait_ms == ServeConfig().max_wait_ms
+    (tmp_path / "serve.yaml").write_text(dump_yaml(again.serve))
+    assert load_config(ServeConfig, tmp_path / "serve.yaml") == config.serve
+    cmd = serve_command("/m", tmp_path / "serve.yaml", 5, 6)
     assert cmd[1:4] == ["-m", "binsight", "serve"]
     joined = " ".join(cmd)
-    assert "--model /m" in joined and "--port 5555" in joined and "--backend onnx" in joined
-    assert "--max-batch-size 2" in joined and "--max-wait-ms" not in joined
+    assert "--model /m" in joined and f"--config {tmp_path / 'serve.yaml'}" in joined
+    assert "--fd 5" in joined and "--join-fd 6" in joined
+    with pytest.raises(BinsightError, match="unknown backend"):
+        EndpointConfig.from_options(stored, "tensorrt")
 
 
 def test_list_table_formatting():
@@ -264,3 +276,15 @@ def test_list_table_formatting():
     header, line = format_table([row]).splitlines()
     assert header.split() == ["NAME", "STATUS", "HEALTH", "URL", "MODEL", "RESTARTS", "AGE"]
     assert line.split() == ["demo", "InService", "healthy", "http://127.0.0.1:1", "tiny:t1", "2", "1m"]
+
+
+def test_cli_serve_settings_are_validated_before_anything_is_registered(home, tmp_path):
+    from tests.conftest import run_cli
+    from tests.e2e.test_endpoint_lifecycle import make_artifact
+
+    artifact = make_artifact(tmp_path / "model", "v1")
+    bad = run_cli("endpoint", "create", "x", "--model", artifact, "--set", "foo=1", "--no-wait", check=False)
+    assert bad.returncode == 1 and "unknown key serve.foo" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_cli("endpoint", "create", "x", "--model", artifact, "--set", "body_timeout=0", check=False)
+    assert bad.returncode == 1 and "body_timeout" in bad.stderr
+    assert counts(EndpointRegistry()) == (0, 0, 0)

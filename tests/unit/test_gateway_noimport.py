@@ -9,7 +9,7 @@ import sys
 MODULES = [
     "binsight.gateway.handler",
     "binsight.gateway.fetch",
-    "binsight.gateway.backends",
+    "binsight.gateway.clients",
     "binsight.gateway.images",
     "binsight.gateway.local",
     "binsight.gateway.package",

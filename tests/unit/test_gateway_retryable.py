@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from binsight.gateway.backends import _endpoint_error, _retry_after
+from binsight.gateway.clients import _endpoint_error, _retry_after
 from binsight.gateway.errors import (
     BadRequest,
     GatewayError,

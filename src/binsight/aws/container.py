@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from binsight.serving.schemas import ApiError, InvocationRequest, parse_invocation
+from binsight.inputs.values import ApiError
+from binsight.serving.schemas import InvocationRequest, parse_invocation
 
 
 def model_fn(model_dir: str):

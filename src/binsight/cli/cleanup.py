@@ -6,7 +6,7 @@ import argparse
 import json
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "cleanup",
         help="delete every endpoint, endpoint config and model record and stop their processes",
@@ -21,13 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from binsight.serving.endpoints import cleanup
+    from binsight.endpoints.api import cleanup
 
     print_removed(cleanup(timeout=args.timeout), args.json)
     return 0
 
 
-def print_removed(removed: dict[str, list], as_json: bool = False) -> None:
+def print_removed(removed: dict[str, list[str]], as_json: bool = False) -> None:
     """The clean-up report shared by ``binsight cleanup`` and ``binsight aws cleanup``: ``{kind: [names]}``
     as JSON, or one ``deleted <kind> <name>`` line per resource (``stopped …`` for processes and jobs)."""
     if as_json:

@@ -9,18 +9,24 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from binsight.endpoints.config import DEFAULT_MAX_RESTARTS, DEFAULT_STARTUP_TIMEOUT_S
+from binsight.inference.backends import backend_names
 
 _CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".json": "application/json"}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "endpoint",
         help="manage local real-time endpoints (create | list | describe | invoke | update | delete)",
-        description="Local endpoints like SageMaker hosting: each runs a supervisor process (detached) that keeps "
-        "a `binsight serve` model server alive behind a stable port, restarts it when it dies, and swaps models "
-        "without a failed request. State: $BINSIGHT_HOME/endpoints.db (default ~/.local/state/binsight).",
+        description="Local endpoints like SageMaker hosting: each runs a supervisor process (detached) that owns "
+        "the endpoint's port and hands it to a `binsight serve` model server, restarts the server when it dies, "
+        "and swaps models without a failed request. State: $BINSIGHT_HOME/endpoints.db (default "
+        "~/.local/state/binsight).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
 
@@ -29,11 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="run directory or artifact folder")
     p.add_argument("--port", type=int, default=None, help="the endpoint's port (default: a free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch", help="inference engine")
+    p.add_argument("--backend", choices=backend_names(), default=None, help="inference engine (default torch)")
     p.add_argument("--max-batch-size", type=int, default=None, help="dynamic batching limit of the server")
     p.add_argument("--max-wait-ms", type=float, default=None, help="batching wait of the server")
-    _add_max_restarts(p, 5)
-    _add_wait(p)
+    _add_max_restarts(p, DEFAULT_MAX_RESTARTS)
+    _add_wait(p, f"{DEFAULT_STARTUP_TIMEOUT_S:g}")
+    _add_serve_config(p)
     p.set_defaults(func=_quiet(create))
 
     p = actions.add_parser("list", help="table of endpoints: name, status, health, url, model, restarts, age")
@@ -54,9 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser("update", help="swap the endpoint's model with no failed request")
     p.add_argument("name")
     p.add_argument("--model", required=True, help="run directory or artifact folder of the new model")
-    p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default=None, help="default: unchanged")
+    p.add_argument("--backend", choices=backend_names(), default=None, help="default: unchanged")
     _add_max_restarts(p, None)
-    _add_wait(p)
+    _add_wait(p, "unchanged")
+    _add_serve_config(p)
     p.set_defaults(func=_quiet(update))
 
     p = actions.add_parser("delete", help="stop an endpoint and remove its endpoint, config and model records")
@@ -67,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
 
-def _quiet(handler):
+def _quiet(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Wrap a handler so httpx's per-request INFO lines stay out of the command's output."""
 
     def run(args: argparse.Namespace) -> int:
@@ -81,7 +89,7 @@ def _add_max_restarts(p: argparse.ArgumentParser, default: int | None) -> None:
     p.add_argument(
         "--max-restarts",
         type=int,
-        default=default,
+        default=None,
         metavar="N",
         help="when the model server dies it is restarted (backoff 0.5 s, 1 s, 2 s … 30 s); after N restarts in a "
         "row that fail (the server does not start, or dies within 60 s of becoming healthy) the endpoint becomes "
@@ -90,9 +98,43 @@ def _add_max_restarts(p: argparse.ArgumentParser, default: int | None) -> None:
     )
 
 
-def _add_wait(p: argparse.ArgumentParser) -> None:
+def _add_wait(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True, help="wait until InService (default)")
-    p.add_argument("--timeout", type=float, default=120, help="seconds the model server gets to start (120)")
+    p.add_argument(
+        "--timeout", type=float, default=None, help=f"seconds the model server gets to start (default {default})"
+    )
+
+
+def _add_serve_config(p: argparse.ArgumentParser) -> None:
+    """``--config FILE`` and ``--set key=value``: any `binsight serve` setting (limits, timeouts …)."""
+    p.add_argument(
+        "--config", type=Path, default=None, help="the model server's settings: a `binsight serve` YAML file"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="one `binsight serve` setting, e.g. --set body_timeout=10 (repeatable; see docs/serving.md)",
+    )
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The serve settings given by --config, flags and key=value (flags over the file, key=value over both)."""
+    from binsight.config.loader import apply_overrides, read_yaml
+
+    data: dict[str, Any] = read_yaml(args.config) if args.config else {}
+    flags = {
+        "backend": args.backend,
+        "max_batch_size": getattr(args, "max_batch_size", None),
+        "max_wait_ms": getattr(args, "max_wait_ms", None),
+    }
+    data.update({k: v for k, v in flags.items() if v is not None})
+    data = apply_overrides(data, args.overrides)
+    for key in ("host", "port"):  # the endpoint's address is --host/--port, not the server's
+        data.pop(key, None)
+    return data
 
 
 def _quiet_http_logs() -> None:
@@ -106,19 +148,16 @@ def _print_json(data: object) -> None:
 
 
 def create(args: argparse.Namespace) -> int:
-    from binsight.serving.endpoints import create_endpoint
+    from binsight.endpoints.api import create_endpoint
 
     info = create_endpoint(
         args.name,
         args.model,
-        backend=args.backend,
         port=args.port,
+        host=args.host,
         wait=args.wait,
         timeout=args.timeout,
-        host=args.host,
-        max_batch_size=args.max_batch_size,
-        max_wait_ms=args.max_wait_ms,
-        max_restarts=args.max_restarts,
+        **{"max_restarts": args.max_restarts, **_settings(args)},
     )
     print(f"endpoint {info['name']}: {info['status']} at {info['url']}", file=sys.stderr)
     print(info["url"])
@@ -133,7 +172,7 @@ def format_age(seconds: float) -> str:
     return f"{int(max(seconds, 0))}s"
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict[str, Any]]) -> str:
     """The ``endpoint list`` table."""
     header = ["NAME", "STATUS", "HEALTH", "URL", "MODEL", "RESTARTS", "AGE"]
     now = time.time()
@@ -155,7 +194,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def list_(args: argparse.Namespace) -> int:
-    from binsight.serving.endpoints import list_endpoints
+    from binsight.endpoints.api import list_endpoints
 
     rows = list_endpoints()
     if args.json:
@@ -168,15 +207,15 @@ def list_(args: argparse.Namespace) -> int:
 
 
 def describe(args: argparse.Namespace) -> int:
-    from binsight.serving.endpoints import describe_endpoint
+    from binsight.endpoints.api import describe_endpoint
 
     _print_json(describe_endpoint(args.name))
     return 0
 
 
 def invoke(args: argparse.Namespace) -> int:
+    from binsight.endpoints.api import invoke_endpoint
     from binsight.errors import BinsightError
-    from binsight.serving.endpoints import invoke_endpoint
 
     path = Path(args.image)
     try:
@@ -189,16 +228,10 @@ def invoke(args: argparse.Namespace) -> int:
 
 
 def update(args: argparse.Namespace) -> int:
-    from binsight.serving.endpoints import update_endpoint
+    from binsight.endpoints.api import update_endpoint
 
-    info = update_endpoint(
-        args.name,
-        args.model,
-        backend=args.backend,
-        wait=args.wait,
-        timeout=args.timeout,
-        max_restarts=args.max_restarts,
-    )
+    settings = {"max_restarts": args.max_restarts, **_settings(args)}
+    info = update_endpoint(args.name, args.model, wait=args.wait, timeout=args.timeout, **settings)
     config = info["pending_config"] or info["config_name"]
     verb = "switching to" if info["pending_config"] else "with"
     print(f"endpoint {info['name']}: {info['status']} {verb} {config} at {info['url']}", file=sys.stderr)
@@ -207,7 +240,7 @@ def update(args: argparse.Namespace) -> int:
 
 
 def delete(args: argparse.Namespace) -> int:
-    from binsight.serving.endpoints import delete_endpoint
+    from binsight.endpoints.api import delete_endpoint
 
     removed = delete_endpoint(args.name, timeout=args.timeout)
     for kind in ("endpoints", "endpoint_configs", "models"):

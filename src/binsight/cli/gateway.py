@@ -6,12 +6,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from binsight.gateway.settings import GatewaySettings
 
 # sysexits.h EX_TEMPFAIL: "try again later", distinct from a permanent failure (1).
 EXIT_RETRYABLE = 75
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "gateway",
         help="the Lambda event gateway: local HTTP front, Lambda zip, one-off invocations",
@@ -75,7 +79,7 @@ def _add_endpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, help="endpoint retries on 503/429 (default 3)")
 
 
-def _settings(args: argparse.Namespace):
+def _settings(args: argparse.Namespace) -> GatewaySettings:
     import dataclasses
     import os
 

@@ -1,13 +1,15 @@
-"""``binsight serve``: the real-time HTTP endpoint (SageMaker hosting contract) for a trained model."""
+"""``binsight serve``: the real-time HTTP model server (SageMaker hosting contract) for a trained model."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from binsight.cli.common import add_config_args, load_stage_config
+from binsight.inference.backends import backend_names
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "serve",
         help="serve a model over HTTP (SageMaker-compatible /ping and /invocations)",
@@ -15,14 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "POST /endpoints/NAME/invocations (boto3 sagemaker-runtime), GET /metrics (Prometheus), GET /docs. "
         "Requests are decoded in a thread pool and batched dynamically for one inference worker. "
         "The server listens at once; /ping answers 503 until the model is loaded and a warm-up prediction "
-        "succeeded. SIGTERM finishes in-flight requests, then exits 0.",
+        "succeeded. SIGTERM finishes in-flight requests, then exits 0. Every setting (limits and timeouts "
+        "included, see docs/serving.md) can come from --config FILE or key=value.",
     )
     parser.add_argument("--model", required=True, help="run directory or artifact folder")
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=None, help="TCP port (default 8080)")
     parser.add_argument(
         "--backend",
-        choices=["torch", "onnx", "onnx-int8"],
+        choices=backend_names(),
         default=None,
         help="inference engine (default torch; onnx/onnx-int8 need `binsight export --format onnx [--int8]`)",
     )
@@ -49,13 +52,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--capture", metavar="DIR", default=None, help="capture requests + responses into DIR (audit them)"
     )
     parser.add_argument("--capture-rate", type=float, default=None, help="share of requests captured (default 1.0)")
+    parser.add_argument(
+        "--fd",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="serve the inherited listening socket N instead of binding --host/--port (repeatable)",
+    )
+    parser.add_argument(
+        "--join-fd",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="serve the inherited listening socket N once the process gets SIGUSR1 and the model is ready "
+        "(repeatable; endpoint supervisors hand over the endpoint's port this way)",
+    )
     add_config_args(parser)
     parser.set_defaults(func=handler)
 
 
 def handler(args: argparse.Namespace) -> int:
     from binsight.config.schemas import ServeConfig
-    from binsight.serving.server import run_server
+    from binsight.serving.faults import Faults
+    from binsight.serving.process import run_server
 
     config = load_stage_config(
         ServeConfig,
@@ -74,4 +95,6 @@ def handler(args: argparse.Namespace) -> int:
             "capture_rate": args.capture_rate,
         },
     )
-    return run_server(args.model, config)
+    # Fault injection (the /_test/* routes) only when this process was started with it explicitly.
+    faults = Faults() if os.environ.get("BINSIGHT_TEST_HOOKS") == "1" else None
+    return run_server(args.model, config, faults=faults, fds=args.fd, join_fds=args.join_fd)

@@ -260,11 +260,11 @@ class TuneConfig:
 
 @dataclass
 class ServeConfig:
-    """`binsight serve`: the HTTP endpoint."""
+    """`binsight serve`: the HTTP model server (limits and timeouts: docs/serving.md)."""
 
     host: str = "127.0.0.1"
     port: int = 8080
-    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    backend: str = "torch"  # a name from binsight.inference.backends
     max_batch_size: int = 8
     max_wait_ms: float = 5.0
     queue_size: int = 64
@@ -273,10 +273,20 @@ class ServeConfig:
     threads: int = 0
     decode_threads: int = 0
     failure_threshold: int = 3
+    header_timeout: float = 10.0  # seconds to send a request's headers (from connect, or after keep-alive)
+    body_timeout: float = 30.0  # seconds to send a request's whole body
+    keep_alive_timeout: float = 75.0  # an idle keep-alive connection is closed after this
+    max_connections: int = 256  # connections beyond this are closed at once
+    max_header_bytes: int = 16 * 1024  # request line + headers
+    max_image_pixels: int = 40_000_000  # width x height, checked from the header before decoding
+    max_decode_ratio: float = 1000.0  # decoded RGB bytes per compressed byte (above 1 MP)
     capture_dir: str = ""  # capture requests into this folder (binsight.audit.capture); "" = off
     capture_rate: float = 1.0  # share of requests captured
 
     def validate(self) -> None:
+        from binsight.inference.backends import check_backend
+
+        check_backend(self.backend)
         if not 0 < self.capture_rate <= 1:
             raise ValueError("capture_rate must be in (0, 1]")
         if not 0 <= self.port <= 65535:
@@ -289,12 +299,16 @@ class ServeConfig:
             raise ValueError("queue_size must be >= 1")
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be >= 1024")
-        if self.request_timeout <= 0:
-            raise ValueError("request_timeout must be > 0 seconds")
+        if min(self.request_timeout, self.header_timeout, self.body_timeout, self.keep_alive_timeout) <= 0:
+            raise ValueError("request_timeout, header_timeout, body_timeout and keep_alive_timeout must be > 0 s")
         if self.threads < 0 or self.decode_threads < 0:
             raise ValueError("threads and decode_threads must be >= 0 (0 = one per core)")
         if self.failure_threshold < 1:
             raise ValueError("failure_threshold must be >= 1")
+        if self.max_connections < 1 or self.max_header_bytes < 1024:
+            raise ValueError("max_connections must be >= 1 and max_header_bytes >= 1024")
+        if self.max_image_pixels < 1 or self.max_decode_ratio < 1:
+            raise ValueError("max_image_pixels and max_decode_ratio must be >= 1")
 
 
 @dataclass

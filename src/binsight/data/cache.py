@@ -35,7 +35,7 @@ from binsight.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: EXIF orientation applied
 IMAGES_FILE = "images.u8"
 LABELS_FILE = "labels.npy"
 META_FILE = "meta.json"

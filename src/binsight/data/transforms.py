@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -28,7 +28,12 @@ class EvalPreset:
 
 
 def resize_image(img: Image.Image, size: int, policy: str = "letterbox") -> Image.Image:
-    """Return an RGB ``size``×``size`` image made from ``img`` with the given resize policy."""
+    """Return an RGB ``size``×``size`` image made from ``img`` with the given resize policy.
+
+    EXIF orientation is applied first, so a photo taken sideways is seen upright in training and serving alike.
+    """
+    if img.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) != 1:
+        img = ImageOps.exif_transpose(img)
     img = img.convert("RGB")
     if policy == "stretch":
         return img.resize((size, size), Image.BILINEAR)

@@ -9,11 +9,13 @@ Teredo) are judged by the embedded address too.
 from __future__ import annotations
 
 import ipaddress
+import logging
 
 from binsight.gateway.errors import Forbidden
 from binsight.gateway.settings import FetchPolicy
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+log = logging.getLogger("binsight.gateway")
 
 # Instance/task metadata services: AWS (IMDS v4/v6, ECS task metadata), Alibaba. Allowed only by exact IP.
 METADATA_ADDRESSES = frozenset(
@@ -67,9 +69,12 @@ def check_address(ip: IPAddress, host: str, policy: FetchPolicy) -> None:
         policy.allow_private or host.lower().rstrip(".") in policy.allow_names
     ):
         return
+    # The caller learns the category, never the address: internal DNS answers stay in the gateway's log.
+    log.info("refused %s: it resolves to %s (%s)", host, ip, reason)
+    what = "it is" if parse_ip(host) is not None else "it resolves to"
     raise Forbidden(
-        f"refused to fetch from {host}: it resolves to {ip}, a {reason} address. The gateway only fetches "
-        "from public addresses; add the host to BINSIGHT_GATEWAY_ALLOW_HOSTS if it is meant to be reachable"
+        f"refused to fetch from {host}: {what} a non-public address ({reason.split(' (')[0]}). The gateway only "
+        "fetches from public addresses; add the host to BINSIGHT_GATEWAY_ALLOW_HOSTS if it is meant to be reachable"
     )
 
 

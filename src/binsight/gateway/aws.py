@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-_CLIENTS: dict[tuple, Any] = {}
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
 _LOCK = threading.Lock()
 
 

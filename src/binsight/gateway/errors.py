@@ -2,7 +2,7 @@
 
 The handler turns every error into ``{"error": {"code", "message", "request_id"}}``; a message says what
 was wrong and how to fix it and never contains a stack trace. This module imports only the standard
-library so the gateway stays self-contained in a Lambda zip.
+library and :mod:`binsight.inputs` (packaged with it) so the gateway stays self-contained in a Lambda zip.
 
 Every error is also *retryable* or *permanent*: retryable errors are transient (the endpoint overloaded or
 unreachable after the handler's own retries, a timeout, a connection failure, S3 5xx / SlowDown), so the same
@@ -12,6 +12,10 @@ notification) with retryable failures, so that AWS Lambda retries the event.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from binsight.inputs.values import ApiError
 
 
 class GatewayError(Exception):
@@ -44,7 +48,7 @@ class GatewayError(Exception):
             self.retryable = retryable
         self.retry_after = retry_after
 
-    def to_body(self, request_id: str) -> dict:
+    def to_body(self, request_id: str) -> dict[str, Any]:
         """The JSON error body: ``{"error": {"code", "message", "request_id"}}``."""
         return {"error": {"code": self.code, "message": self.message, "request_id": request_id}}
 
@@ -113,6 +117,16 @@ class UpstreamTimeout(GatewayError):
     retryable = True
 
 
+def from_input_error(err: ApiError) -> GatewayError:
+    """The gateway's error for a refusal of the shared input parser (:mod:`binsight.inputs`): 413 stays
+    ``TooLarge``, other image refusals are ``NotAnImage`` (415), the rest ``BadRequest`` (400)."""
+    if err.status == 413:
+        return TooLarge(err.message, code=err.code)
+    if err.code in ("invalid_image", "empty_body", "content_type_mismatch"):
+        return NotAnImage(err.message, code="unsupported_media_type" if err.code != "content_type_mismatch" else None)
+    return BadRequest(err.message, code=err.code)
+
+
 def is_retryable(error: BaseException) -> bool:
     """Whether ``error`` is transient, so retrying the same request later may succeed.
 
@@ -133,7 +147,7 @@ class RetryableGatewayError(Exception):
             ``s3://bucket/key``.
     """
 
-    def __init__(self, message: str, *, response: dict, failures: list[tuple[str, str, str, bool]]) -> None:
+    def __init__(self, message: str, *, response: dict[str, Any], failures: list[tuple[str, str, str, bool]]) -> None:
         super().__init__(message)
         self.message = message
         self.response = response

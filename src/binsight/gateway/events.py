@@ -8,19 +8,30 @@ Shapes understood (see docs/gateway.md for examples):
   body (``isBase64Encoded: true`` and an image content type); header names in any case;
 * S3 notifications: ``{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": …}]}``,
   keys URL-decoded with ``unquote_plus`` (``+`` is a space).
+
+JSON bodies and expected quantities go through the strict parsers shared with the model server
+(:mod:`binsight.inputs.values`): one accepted range, ASCII digits only, bounded JSON depth and integer size.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from binsight.gateway.errors import BadRequest, GatewayError, MethodNotAllowed, NotAnImage, TooLarge
+from binsight.gateway.errors import (
+    BadRequest,
+    GatewayError,
+    MethodNotAllowed,
+    NotAnImage,
+    TooLarge,
+    from_input_error,
+)
+from binsight.inputs import values
+from binsight.inputs.values import ApiError
 
 DIRECT, APIGW_V1, APIGW_V2, S3_EVENT = "direct", "apigw_v1", "apigw_v2", "s3"
 API_KINDS = (APIGW_V1, APIGW_V2)
@@ -28,7 +39,6 @@ API_KINDS = (APIGW_V1, APIGW_V2)
 JSON_TYPES = {"application/json", "text/json"}
 RAW_IMAGE_TYPES = {"application/x-image", "application/octet-stream"}
 SOURCE_FIELDS = ("url", "s3_uri", "bucket", "image_b64")
-MAX_EXPECTED_QUANTITY = 1_000_000
 _S3_URI = re.compile(r"^s3://([^/]+)/(.+)$", re.DOTALL)
 
 
@@ -47,6 +57,7 @@ class ImageRequest:
     data: bytes | None = None
     expected_quantity: int | None = None
     error: GatewayError | None = None
+    content_type: str | None = None  # the declared type of an inline image body (checked against its bytes)
 
 
 @dataclass
@@ -92,7 +103,7 @@ def parse_event(event: Any, max_bytes: int) -> ParsedEvent:
     return ParsedEvent(kind, [_parse_api_event(event, kind, max_bytes)])
 
 
-def _parse_fields(fields: dict, max_bytes: int, default_quantity: int | None = None) -> ImageRequest:
+def _parse_fields(fields: dict[str, Any], max_bytes: int, default_quantity: int | None = None) -> ImageRequest:
     given = [name for name in SOURCE_FIELDS if fields.get(name) not in (None, "")]
     if len(given) != 1:
         what = "none" if not given else ", ".join(given)
@@ -110,15 +121,15 @@ def _parse_fields(fields: dict, max_bytes: int, default_quantity: int | None = N
         bucket, key = parse_s3_uri(_string(value, "s3_uri"))
         return ImageRequest("s3", bucket=bucket, key=key, expected_quantity=quantity)
     if name == "bucket":
-        key = fields.get("key")
-        if not isinstance(key, str) or not key:
+        object_key = fields.get("key")
+        if not isinstance(object_key, str) or not object_key:
             raise BadRequest("'bucket' needs a non-empty string 'key' (the object key, not URL-encoded)")
-        return ImageRequest("s3", bucket=_bucket(_string(value, "bucket")), key=key, expected_quantity=quantity)
+        return ImageRequest("s3", bucket=_bucket(_string(value, "bucket")), key=object_key, expected_quantity=quantity)
     data = decode_base64_image(_string(value, "image_b64"), max_bytes)
     return ImageRequest("inline", data=data, expected_quantity=quantity)
 
 
-def _parse_api_event(event: dict, kind: str, max_bytes: int) -> ImageRequest:
+def _parse_api_event(event: dict[str, Any], kind: str, max_bytes: int) -> ImageRequest:
     if kind == APIGW_V2:
         method = event["requestContext"]["http"].get("method", "")
     else:
@@ -147,7 +158,8 @@ def _parse_api_event(event: dict, kind: str, max_bytes: int) -> ImageRequest:
                 f"a raw {content_type} body must arrive base64-encoded (isBase64Encoded: true): add the image "
                 "types to the REST API's binary media types, or send JSON {'image_b64': …}"
             )
-        return ImageRequest("inline", data=decode_base64_image(body, max_bytes), expected_quantity=quantity)
+        data = decode_base64_image(body, max_bytes)
+        return ImageRequest("inline", data=data, expected_quantity=quantity, content_type=content_type)
 
     if content_type in JSON_TYPES or (not content_type and body.lstrip().startswith("{")):
         text = body
@@ -157,9 +169,9 @@ def _parse_api_event(event: dict, kind: str, max_bytes: int) -> ImageRequest:
                 raise TooLarge(f"the request body is over {max_bytes * 2} bytes")
             text = _b64decode(body, "body").decode("utf-8", errors="replace")
         try:
-            fields = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+            fields = values.loads_strict(text, max_bytes * 2)
+        except ApiError as exc:
+            raise from_input_error(exc) from None
         if not isinstance(fields, dict):
             raise BadRequest("the JSON body must be an object like {'url': 'https://…'}")
         return _parse_fields(fields, max_bytes, default_quantity=quantity)
@@ -170,7 +182,7 @@ def _parse_api_event(event: dict, kind: str, max_bytes: int) -> ImageRequest:
     )
 
 
-def _parse_s3_records(records: list) -> list[ImageRequest]:
+def _parse_s3_records(records: list[Any]) -> list[ImageRequest]:
     if not records:
         raise BadRequest("the S3 event has no Records")
     requests = []
@@ -199,7 +211,7 @@ def _parse_s3_record(record: Any, index: int) -> ImageRequest:
             f"Records[{index}] is a {name or 'unnamed'} event; only ObjectCreated events are predicted",
             code="unsupported_event",
         )
-    s3 = record.get("s3")
+    s3: Any = record.get("s3")
     try:
         bucket = s3["bucket"]["name"]
         key = s3["object"]["key"]
@@ -248,29 +260,19 @@ def _b64decode(text: str, what: str) -> bytes:
 
 
 def parse_expected_quantity(value: Any, what: str) -> int | None:
-    """Accept a non-negative integer (or its decimal string); ``None``/empty means not given."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise BadRequest(f"{what} must be a whole number, got {value!r}")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if not isinstance(value, int) or not 0 <= value <= MAX_EXPECTED_QUANTITY:
-        raise BadRequest(f"{what} must be a whole number from 0 to {MAX_EXPECTED_QUANTITY}, got {value!r}")
-    return value
+    """A whole number in the shared range (:func:`binsight.inputs.values.parse_quantity`); None when absent."""
+    try:
+        return values.parse_quantity(value, what)
+    except ApiError as exc:
+        raise BadRequest(exc.message, code=exc.code) from None
 
 
 def quantity_from_custom_attributes(header: str | None) -> int | None:
     """Read ``expected_quantity=n`` from a SageMaker ``X-Amzn-SageMaker-Custom-Attributes`` header."""
-    if not header:
-        return None
-    for part in header.replace(";", ",").split(","):
-        name, _, value = part.partition("=")
-        if name.strip().lower() == "expected_quantity":
-            return parse_expected_quantity(value.strip(), "custom attribute expected_quantity")
-    return None
+    try:
+        return values.quantity_from_custom_attributes(header)
+    except ApiError as exc:
+        raise BadRequest(exc.message, code=exc.code) from None
 
 
 def lower_headers(headers: Any) -> dict[str, str]:

@@ -4,7 +4,9 @@ URL rules: ``http``/``https`` only; the host is resolved once and EVERY resolved
 any connection (see ``addresses``); the connection goes to the checked address (no second DNS lookup, so no
 DNS rebinding) with the Host header and TLS SNI/certificate check still using the name; every redirect is
 checked the same way, at most ``max_redirects`` of them; the body is capped while streaming, whatever
-Content-Length says; connect, read and total timeouts apply. Proxy environment variables are ignored.
+Content-Length says; connect, read and total timeouts apply. The total deadline holds against a source that
+trickles bytes (each of which would reset a read timeout): a watchdog shuts the connection down when it
+passes. Proxy environment variables are ignored.
 
 Errors are marked retryable (see ``errors``) when the source is only failing for now: a timeout, a connection
 failure, HTTP 429/5xx, S3 5xx / SlowDown / throttling; a 4xx, a missing object or a bad TLS certificate is
@@ -13,11 +15,14 @@ permanent.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from binsight.gateway.addresses import IPAddress, check_address, parse_ip
@@ -92,10 +97,12 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise BadRequest(f"cannot resolve host {host!r}: {exc}", code="unresolvable_host") from None
+        raise BadRequest(
+            f"cannot resolve host {host[:200]!r}: {getattr(exc, 'strerror', None) or exc}", code="unresolvable_host"
+        ) from None
     addresses: list[IPAddress] = []
     for info in infos:
-        ip = parse_ip(info[4][0])
+        ip = parse_ip(str(info[4][0]))
         if ip is not None and ip not in addresses:
             addresses.append(ip)
     if not addresses:
@@ -104,20 +111,41 @@ def resolve(host: str, port: int) -> list[IPAddress]:
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """An HTTP connection to a fixed, already-checked IP; the Host header still names the host."""
+    """An HTTP connection to a fixed, already-checked IP; the Host header still names the host.
 
-    def __init__(self, host: str, port: int, ip: IPAddress, policy: FetchPolicy) -> None:
-        super().__init__(host, port, timeout=policy.connect_timeout)
+    A watchdog shuts the socket down at ``deadline`` (a ``time.monotonic()`` value), which ends any blocked
+    read; :attr:`expired` then says why the connection broke.
+    """
+
+    def __init__(self, host: str, port: int, ip: IPAddress, policy: FetchPolicy, deadline: float) -> None:
+        left = max(0.01, deadline - time.monotonic())
+        super().__init__(host, port, timeout=min(policy.connect_timeout, left))
         self._ip = str(ip)
         self._read_timeout = policy.read_timeout
+        self._deadline = deadline
+        self._watchdog: threading.Timer | None = None
+        self.expired = False
 
     def _open_socket(self) -> socket.socket:
         sock = socket.create_connection((self._ip, self.port), self.timeout)
-        sock.settimeout(self._read_timeout)
+        sock.settimeout(min(self._read_timeout, max(0.01, self._deadline - time.monotonic())))
+        self._watchdog = threading.Timer(max(0.0, self._deadline - time.monotonic()), self._expire, (sock,))
+        self._watchdog.daemon = True
+        self._watchdog.start()
         return sock
+
+    def _expire(self, sock: socket.socket) -> None:
+        self.expired = True
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
     def connect(self) -> None:
         self.sock = self._open_socket()
+
+    def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        super().close()
 
 
 class _PinnedHTTPSConnection(_PinnedHTTPConnection):
@@ -125,8 +153,8 @@ class _PinnedHTTPSConnection(_PinnedHTTPConnection):
 
     default_port = 443
 
-    def __init__(self, host: str, port: int, ip: IPAddress, policy: FetchPolicy) -> None:
-        super().__init__(host, port, ip, policy)
+    def __init__(self, host: str, port: int, ip: IPAddress, policy: FetchPolicy, deadline: float) -> None:
+        super().__init__(host, port, ip, policy, deadline)
         self._context = ssl.create_default_context()
 
     def connect(self) -> None:
@@ -147,7 +175,7 @@ def fetch_url(url: str, policy: FetchPolicy) -> Fetched:
         addresses = resolve(target.host, target.port)
         for ip in addresses:
             check_address(ip, target.host, policy)
-        conn, response = _open(target, addresses, policy)
+        conn, response = _open(target, addresses, policy, deadline)
         try:
             if response.status in REDIRECT_STATUSES:
                 location = response.getheader("Location")
@@ -166,10 +194,14 @@ def fetch_url(url: str, policy: FetchPolicy) -> Fetched:
                     retryable=response.status == 429 or response.status >= 500,
                 )
             data = _read_capped(response, policy.max_bytes, deadline, target.host)
+            if conn.expired:
+                raise TimeoutError
             return Fetched(data, content_type=response.getheader("Content-Type", ""))
         except TimeoutError:
-            raise UpstreamTimeout(f"{target.host} did not send the image in time", code="source_timeout") from None
+            raise _too_slow(target.host, policy) from None
         except (OSError, http.client.HTTPException) as exc:
+            if conn.expired:
+                raise _too_slow(target.host, policy) from None
             raise UpstreamError(
                 f"reading from {target.host} failed: {exc}", code="source_error", retryable=True
             ) from None
@@ -178,13 +210,19 @@ def fetch_url(url: str, policy: FetchPolicy) -> Fetched:
     raise BadRequest(f"more than {policy.max_redirects} redirects", code="too_many_redirects")
 
 
+def _too_slow(host: str, policy: FetchPolicy) -> UpstreamTimeout:
+    return UpstreamTimeout(f"{host} did not send the image within {policy.total_timeout:g} s", code="source_timeout")
+
+
 def _open(
-    target: Target, addresses: list[IPAddress], policy: FetchPolicy
-) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    target: Target, addresses: list[IPAddress], policy: FetchPolicy, deadline: float
+) -> tuple[_PinnedHTTPConnection, http.client.HTTPResponse]:
     cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     last: Exception | None = None
     for ip in addresses:
-        conn = cls(target.host, target.port, ip, policy)
+        if time.monotonic() >= deadline:
+            raise _too_slow(target.host, policy)
+        conn = cls(target.host, target.port, ip, policy, deadline)
         try:
             conn.request(
                 "GET",
@@ -194,25 +232,28 @@ def _open(
             return conn, conn.getresponse()
         except TimeoutError:
             conn.close()
-            raise UpstreamTimeout(f"{target.host} ({ip}) did not answer in time", code="source_timeout") from None
+            raise UpstreamTimeout(f"{target.host} did not answer in time", code="source_timeout") from None
         except ssl.SSLError as exc:
             conn.close()
             raise UpstreamError(f"TLS with {target.host} failed: {exc}", code="source_error") from None
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
+            if conn.expired:
+                raise _too_slow(target.host, policy) from None
             last = exc
-    raise UpstreamError(f"cannot connect to {target.host}: {last}", code="source_unreachable", retryable=True)
+    reason = last.strerror if isinstance(last, OSError) and last.strerror else type(last).__name__
+    raise UpstreamError(f"cannot connect to {target.host}: {reason}", code="source_unreachable", retryable=True)
 
 
 def _read_capped(response: http.client.HTTPResponse, max_bytes: int, deadline: float, host: str) -> bytes:
-    declared = response.getheader("Content-Length")
-    if declared and declared.strip().isdigit() and int(declared) > max_bytes:
+    declared = (response.getheader("Content-Length") or "").strip()
+    if declared.isascii() and declared.isdigit() and len(declared) < 19 and int(declared) > max_bytes:
         raise TooLarge(f"{host} declares {int(declared)} bytes, over the {max_bytes}-byte limit")
     buffer = bytearray()
     while True:
         if time.monotonic() > deadline:
             raise UpstreamTimeout(f"{host} is sending the image too slowly", code="source_timeout")
-        chunk = response.read(CHUNK)
+        chunk = response.read1(CHUNK)  # returns what one read gives: a trickle cannot hold it for 64 KB
         if not chunk:
             break
         buffer += chunk
@@ -221,7 +262,7 @@ def _read_capped(response: http.client.HTTPResponse, max_bytes: int, deadline: f
     return bytes(buffer)
 
 
-def fetch_s3(bucket: str, key: str, max_bytes: int, s3_client) -> Fetched:
+def fetch_s3(bucket: str, key: str, max_bytes: int, s3_client: Any) -> Fetched:
     """Download ``s3://bucket/key`` with a size cap (ContentLength first, then while streaming).
 
     Raises:
@@ -268,7 +309,7 @@ def fetch_s3(bucket: str, key: str, max_bytes: int, s3_client) -> Fetched:
     return Fetched(bytes(buffer), content_type=response.get("ContentType", ""), metadata=metadata)
 
 
-def _s3_error(exc, where: str) -> GatewayError:
+def _s3_error(exc: Any, where: str) -> GatewayError:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")

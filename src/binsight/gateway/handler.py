@@ -1,7 +1,7 @@
 """The AWS Lambda entry point: ``binsight.gateway.handler.lambda_handler``.
 
 An event (direct, API Gateway v1/v2, or S3 notification — see ``events``) names one image or several; each
-is fetched safely (``fetch``), checked to be a sane image (``images``), sent to the endpoint (``backends``)
+is fetched safely (``fetch``), checked to be a sane image (``images``), sent to the endpoint (``clients``)
 and the endpoint's prediction JSON is returned unchanged inside the response shape of the event kind:
 
 * API Gateway: ``{"statusCode", "headers": {"Content-Type", "X-Request-Id"}, "body": "<JSON>",
@@ -32,7 +32,7 @@ import time
 import uuid
 from typing import Any
 
-from binsight.gateway.backends import Backend, backend_from_config
+from binsight.gateway.clients import EndpointClient, endpoint_client
 from binsight.gateway.errors import GatewayError, RetryableGatewayError, is_retryable
 from binsight.gateway.events import API_KINDS, S3_EVENT, ImageRequest, detect_kind, parse_event
 from binsight.gateway.settings import GatewaySettings
@@ -45,7 +45,7 @@ ASYNC_KINDS = (S3_EVENT,)
 MAX_LISTED_FAILURES = 20
 
 
-def lambda_handler(event: Any, context: Any) -> dict:
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """AWS Lambda handler: settings come from environment variables (see docs/gateway.md)."""
     if log.level == logging.NOTSET:
         # Lambda's root logger defaults to WARNING; the one-line-per-invocation record must still appear.
@@ -53,7 +53,7 @@ def lambda_handler(event: Any, context: Any) -> dict:
     return handle(event, context)
 
 
-def handle(event: Any, context: Any = None, *, settings: GatewaySettings | None = None) -> dict:
+def handle(event: Any, context: Any = None, *, settings: GatewaySettings | None = None) -> dict[str, Any]:
     """Answer one Lambda event.
 
     Args:
@@ -78,10 +78,10 @@ def handle(event: Any, context: Any = None, *, settings: GatewaySettings | None 
         settings = settings or GatewaySettings.from_env(os.environ)
         deadline = _deadline(context, started)
         parsed = parse_event(event, settings.policy.max_bytes)
-        backend = backend_from_config(settings.endpoint)
-        record["backend"] = backend.name
+        client = endpoint_client(settings.endpoint)
+        record["backend"] = client.name
         if parsed.kind == S3_EVENT:
-            results = [_answer_record(req, settings, backend, deadline) for req in parsed.requests]
+            results = [_answer_record(req, settings, client, deadline) for req in parsed.requests]
             failed = sum(1 for r in results if "error" in r)
             retryable = sum(1 for r in results if r.get("retryable"))
             status = 200 if failed == 0 else 207
@@ -93,7 +93,7 @@ def handle(event: Any, context: Any = None, *, settings: GatewaySettings | None 
         else:
             request = parsed.requests[0]
             record["source"] = request.source
-            prediction = predict_request(request, settings, backend, deadline)
+            prediction = predict_request(request, settings, client, deadline)
             status = 200
             response = _success(kind, prediction, request_id)
     except GatewayError as err:
@@ -102,10 +102,10 @@ def handle(event: Any, context: Any = None, *, settings: GatewaySettings | None 
         response = _failure(kind, err, request_id)
     except Exception:  # a bug: log the traceback, answer a generic 500 without it
         log.exception("gateway bug while handling request %s", request_id)
-        err = GatewayError("internal error in the gateway; see its logs", status=500, code="internal_error")
+        bug = GatewayError("internal error in the gateway; see its logs", status=500, code="internal_error")
         status = 500
-        record["error"] = err.code
-        response = _failure(kind, err, request_id)
+        record["error"] = bug.code
+        response = _failure(kind, bug, request_id)
     record.update(status=status, ms=round((time.monotonic() - started) * 1000, 1))
     log.info(json.dumps(record, sort_keys=True))
     if retry is not None:
@@ -113,7 +113,7 @@ def handle(event: Any, context: Any = None, *, settings: GatewaySettings | None 
     return response
 
 
-def retryable_error(response: dict) -> RetryableGatewayError:
+def retryable_error(response: dict[str, Any]) -> RetryableGatewayError:
     """The exception that makes Lambda retry an S3 event whose ``response`` has a retryable failure.
 
     Its message names every failed record (``s3://bucket/key``), the error code, the reason and whether
@@ -144,32 +144,38 @@ def retryable_error(response: dict) -> RetryableGatewayError:
     return RetryableGatewayError(message, response=response, failures=failures)
 
 
-def predict_request(request: ImageRequest, settings: GatewaySettings, backend: Backend, deadline: float) -> dict:
+def predict_request(
+    request: ImageRequest, settings: GatewaySettings, client: EndpointClient, deadline: float
+) -> dict[str, Any]:
     """Fetch (or take) the image of ``request``, validate it and return the endpoint's prediction."""
     from binsight.gateway.fetch import fetch_s3, fetch_url
     from binsight.gateway.images import inspect_image
 
     policy = settings.policy
     quantity = request.expected_quantity
+    declared = request.content_type
     if request.source == "url":
-        data = fetch_url(request.url or "", policy).data
+        fetched = fetch_url(request.url or "", policy)
+        data, declared = fetched.data, fetched.content_type
     elif request.source == "s3":
         fetched = fetch_s3(request.bucket or "", request.key or "", policy.max_bytes, _s3_client(settings))
-        data = fetched.data
+        data, declared = fetched.data, fetched.content_type
         if quantity is None:
             quantity = _quantity_from_metadata(fetched.metadata)
     else:
         data = request.data or b""
-    info = inspect_image(data, policy.max_pixels)
-    return backend.predict(data, info.content_type, quantity, deadline)
+    info = inspect_image(data, policy.max_pixels, declared)
+    return client.predict(data, info.content_type, quantity, deadline)
 
 
-def _answer_record(request: ImageRequest, settings: GatewaySettings, backend: Backend, deadline: float) -> dict:
+def _answer_record(
+    request: ImageRequest, settings: GatewaySettings, client: EndpointClient, deadline: float
+) -> dict[str, Any]:
     result: dict[str, Any] = {"bucket": request.bucket, "key": request.key}
     try:
         if request.error is not None:
             raise request.error
-        result["prediction"] = predict_request(request, settings, backend, deadline)
+        result["prediction"] = predict_request(request, settings, client, deadline)
     except GatewayError as err:
         result["statusCode"] = err.status
         result["retryable"] = is_retryable(err)
@@ -188,7 +194,7 @@ def _quantity_from_metadata(metadata: dict[str, str]) -> int | None:
         return None
 
 
-def _s3_client(settings: GatewaySettings):
+def _s3_client(settings: GatewaySettings) -> Any:
     from binsight.gateway.aws import client
 
     policy = settings.policy
@@ -196,13 +202,13 @@ def _s3_client(settings: GatewaySettings):
     return client("s3", endpoint_url=settings.s3_endpoint_url, region=region, timeout=policy.read_timeout, retries=3)
 
 
-def _success(kind: str, prediction: dict, request_id: str) -> dict:
+def _success(kind: str, prediction: dict[str, Any], request_id: str) -> dict[str, Any]:
     if kind in API_KINDS:
         return _proxy_response(200, prediction, request_id)
     return {"statusCode": 200, "request_id": request_id, "prediction": prediction}
 
 
-def _failure(kind: str, err: GatewayError, request_id: str) -> dict:
+def _failure(kind: str, err: GatewayError, request_id: str) -> dict[str, Any]:
     body = err.to_body(request_id)
     if kind in API_KINDS:
         response = _proxy_response(err.status, body, request_id)
@@ -213,7 +219,7 @@ def _failure(kind: str, err: GatewayError, request_id: str) -> dict:
     return {"statusCode": err.status, "request_id": request_id, "retryable": is_retryable(err), **body}
 
 
-def _proxy_response(status: int, body: dict, request_id: str) -> dict:
+def _proxy_response(status: int, body: dict[str, Any], request_id: str) -> dict[str, Any]:
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json", "X-Request-Id": request_id},
@@ -238,7 +244,7 @@ def _deadline(context: Any, started: float) -> float:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if callable(remaining):
         try:
-            return started + max(0.1, remaining() / 1000.0 - 0.25)
+            return started + max(0.1, float(remaining()) / 1000.0 - 0.25)
         except Exception:  # a foreign context object: fall back to the default
             pass
     return started + DEFAULT_DEADLINE_S

@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from binsight.gateway.handler import handle
@@ -38,7 +39,7 @@ class LocalContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-def build_v2_event(method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str) -> dict:
+def build_v2_event(method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str) -> dict[str, Any]:
     """An API Gateway HTTP API (payload 2.0) proxy event for one HTTP request."""
     parts = urlsplit(target)
     lowered = {k.lower(): v for k, v in headers.items()}
@@ -73,6 +74,7 @@ def make_server(host: str, port: int, settings: GatewaySettings, timeout_s: floa
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "binsight-gateway"
+        timeout = 30  # seconds per socket read: a client that stalls mid-request loses its connection
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -105,7 +107,7 @@ def make_server(host: str, port: int, settings: GatewaySettings, timeout_s: floa
             body = {"error": {"code": code, "message": message, "request_id": rid}}
             self._send(status, {"Content-Type": "application/json", "X-Request-Id": rid}, json.dumps(body).encode())
 
-        def _send(self, status: int, headers: dict, data: bytes) -> None:
+        def _send(self, status: int, headers: dict[str, Any], data: bytes) -> None:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, str(value))
@@ -113,7 +115,7 @@ def make_server(host: str, port: int, settings: GatewaySettings, timeout_s: floa
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
             log.debug("%s %s", self.client_address[0], format % args)
 
     server = ThreadingHTTPServer((host, port), Handler)

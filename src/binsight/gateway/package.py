@@ -1,8 +1,9 @@
 """Build the AWS Lambda deployment zip of the gateway.
 
-The zip holds ``binsight/__init__.py`` (a minimal one carrying only the version), ``binsight/gateway/*.py``
-and, unless ``deps=False``, Pillow installed by pip for the Lambda platform (``manylinux2014_x86_64``,
-CPython 3.11, wheels only). boto3 is never bundled: the Lambda Python runtime provides it.
+The zip holds ``binsight/__init__.py`` (a minimal one carrying only the version), ``binsight/gateway/*.py``,
+``binsight/inputs/*.py`` (the strict input parser shared with the model server) and, unless
+``deps=False``, Pillow installed by pip for the Lambda platform (``manylinux2014_x86_64``, CPython 3.11,
+wheels only). boto3 is never bundled: the Lambda Python runtime provides it.
 Handler setting: ``binsight.gateway.handler.lambda_handler``.
 """
 
@@ -39,10 +40,13 @@ class PackageReport:
 
 
 def gateway_sources() -> list[tuple[Path, str]]:
-    """(file on disk, name in the zip) for every gateway module."""
-    folder = Path(__file__).resolve().parent
+    """(file on disk, name in the zip) for every gateway module and the shared input parser."""
+    package = Path(__file__).resolve().parents[1]
     return [
-        (path, f"binsight/gateway/{path.name}") for path in sorted(folder.glob("*.py")) if path.name not in LOCAL_ONLY
+        (path, f"binsight/{sub}/{path.name}")
+        for sub in ("gateway", "inputs")
+        for path in sorted((package / sub).glob("*.py"))
+        if path.name not in LOCAL_ONLY
     ]
 
 

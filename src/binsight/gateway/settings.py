@@ -1,6 +1,6 @@
 """Gateway settings read from environment variables (the way a Lambda function is configured).
 
-Fetch safety (``FetchPolicy``) and the endpoint to call (``EndpointConfig``) are plain frozen dataclasses:
+Fetch safety (``FetchPolicy``) and the endpoint to call (``PredictionEndpoint``) are plain frozen dataclasses:
 the handler builds them once per invocation from ``os.environ``; tests and the local front build them
 directly.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from binsight.gateway.errors import Misconfigured
 
@@ -47,7 +48,7 @@ class FetchPolicy:
     allow_networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
-    def with_allowed(cls, hosts: list[str] | tuple[str, ...] = (), **kwargs) -> FetchPolicy:
+    def with_allowed(cls, hosts: list[str] | tuple[str, ...] = (), **kwargs: Any) -> FetchPolicy:
         """Build a policy allowing ``hosts`` (names, IP addresses or CIDR networks) on top of ``kwargs``."""
         names, networks = split_allow_hosts(hosts)
         return cls(allow_names=names, allow_networks=networks, **kwargs)
@@ -69,7 +70,7 @@ class FetchPolicy:
 
 
 @dataclass(frozen=True)
-class EndpointConfig:
+class PredictionEndpoint:
     """Which endpoint answers predictions.
 
     Exactly one of ``url`` (a binsight / SageMaker-compatible HTTP endpoint) or ``sagemaker_endpoint``
@@ -85,7 +86,7 @@ class EndpointConfig:
     backoff: float = 0.2
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> EndpointConfig:
+    def from_env(cls, env: Mapping[str, str]) -> PredictionEndpoint:
         """Read ``BINSIGHT_ENDPOINT_URL`` / ``BINSIGHT_SAGEMAKER_ENDPOINT`` and the retry settings."""
         return cls(
             url=env.get("BINSIGHT_ENDPOINT_URL") or None,
@@ -108,7 +109,7 @@ class GatewaySettings:
     """
 
     policy: FetchPolicy = field(default_factory=FetchPolicy)
-    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    endpoint: PredictionEndpoint = field(default_factory=PredictionEndpoint)
     s3_endpoint_url: str | None = None
     raise_on_retryable: bool = True
 
@@ -117,7 +118,7 @@ class GatewaySettings:
         """Read all gateway settings from environment variables."""
         return cls(
             policy=FetchPolicy.from_env(env),
-            endpoint=EndpointConfig.from_env(env),
+            endpoint=PredictionEndpoint.from_env(env),
             s3_endpoint_url=env.get("BINSIGHT_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3") or None,
             raise_on_retryable=_switch(env, "BINSIGHT_GATEWAY_RAISE_ON_RETRYABLE", default=True),
         )

@@ -6,8 +6,7 @@ check are defined here once.
 
 The network runs in a *backend*: any object with ``run(batch) -> outputs`` taking a float32 NCHW numpy
 array and returning the head's raw outputs as a numpy array. :class:`TorchBackend` lives here; other
-backends (ONNX Runtime) register in :data:`BACKENDS` or live in ``binsight.inference.<name>_backend`` as a
-class ``<Name>Backend(meta, folder, threads, device)``.
+backends (ONNX Runtime) are named in the registry :mod:`binsight.inference.backends`.
 
 Example::
 
@@ -17,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 import io
 import os
 import warnings
@@ -97,22 +95,11 @@ class TorchBackend:
             return out.float().cpu().numpy()
 
 
-BACKENDS: dict[str, type] = {"torch": TorchBackend}
-
-
 def make_backend(name: str, meta: ArtifactMeta, folder: Path, threads: int | None, device: str) -> Backend:
-    """Build backend ``name`` from :data:`BACKENDS` or ``binsight.inference.<name>_backend``."""
-    cls = BACKENDS.get(name)
-    if cls is None:
-        try:
-            # "onnx" → onnx_backend.OnnxBackend; "onnx-int8" → onnx_backend.OnnxInt8Backend
-            module = importlib.import_module(f"binsight.inference.{name.split('-')[0]}_backend")
-            cls = getattr(module, "".join(part.capitalize() for part in name.split("-")) + "Backend")
-        except (ModuleNotFoundError, AttributeError):
-            raise BinsightError(
-                f"unknown or unavailable inference backend {name!r}; available: {', '.join(sorted(BACKENDS))}"
-            ) from None
-    return cls(meta, folder, threads=threads, device=device)
+    """Build backend ``name`` from the registry (:mod:`binsight.inference.backends`)."""
+    from binsight.inference.backends import backend_class
+
+    return backend_class(name)(meta, folder, threads=threads, device=device)  # type: ignore[no-any-return]
 
 
 def outputs_to_probs_np(outputs: np.ndarray, head: str, temperature: float = 1.0) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,14 @@ def stage_export(ctx: StageContext) -> StageResult:
 
 
 def stage_deploy(ctx: StageContext) -> StageResult:
-    from binsight.serving.endpoints import create_endpoint
+    from binsight.endpoints.api import create_endpoint
+    from binsight.endpoints.config import EndpointConfig
 
     name = _endpoint_name(ctx)
     backend = "onnx" if ctx.outputs.get("export", {}).get("onnx") else "torch"
-    ep = create_endpoint(name, _model_dir(ctx), backend=backend, timeout=ctx.cfg.serve.request_timeout * 3)
+    # the pipeline's serve section reaches the endpoint's model server whole; the backend follows the export
+    config = EndpointConfig(serve=replace(ctx.cfg.serve, backend=backend))
+    ep = create_endpoint(name, _model_dir(ctx), config, timeout=ctx.cfg.serve.request_timeout * 3)
     sec = Section(
         "Deploy",
         summary=f"Endpoint {name} is {ep.get('status')} at {ep.get('url')} ({backend} backend).",
@@ -85,7 +89,7 @@ def stage_deploy(ctx: StageContext) -> StageResult:
 
 
 def stage_smoke(ctx: StageContext) -> StageResult:
-    from binsight.serving.endpoints import invoke_endpoint
+    from binsight.endpoints.api import invoke_endpoint
 
     name = ctx.require("deploy", "endpoint")
     url = ctx.require("deploy", "url")
@@ -110,7 +114,7 @@ def stage_smoke(ctx: StageContext) -> StageResult:
 
 
 def stage_cleanup(ctx: StageContext) -> StageResult:
-    from binsight.serving.endpoints import delete_endpoint, list_endpoints
+    from binsight.endpoints.api import delete_endpoint, list_endpoints
 
     name = ctx.outputs.get("deploy", {}).get("endpoint") or _endpoint_name(ctx)
     if any(e.get("name") == name for e in list_endpoints()):
@@ -138,13 +142,13 @@ def gateway_smoke(endpoint_url: str, image: Path, label: int) -> dict[str, dict[
 
     from binsight.gateway.handler import handle
     from binsight.gateway.local import make_server
-    from binsight.gateway.settings import EndpointConfig, FetchPolicy, GatewaySettings
+    from binsight.gateway.settings import FetchPolicy, GatewaySettings, PredictionEndpoint
 
     answers: dict[str, dict[str, Any]] = {}
     with image_server(image) as image_url, s3_server(image) as (s3_url, s3_uri):
         settings = GatewaySettings(
             policy=FetchPolicy.with_allowed(["127.0.0.1"]),
-            endpoint=EndpointConfig(url=endpoint_url),
+            endpoint=PredictionEndpoint(url=endpoint_url),
             s3_endpoint_url=s3_url,
         )
         out = handle({"url": image_url, "expected_quantity": label}, settings=settings)

@@ -32,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -47,13 +48,13 @@ class WorkerUnavailableError(Exception):
 
 
 class WorkerKilled(BaseException):
-    """Raised inside the worker by :meth:`MicroBatcher.kill` (test hook) to simulate a crashed thread."""
+    """Raised inside the worker by :meth:`MicroBatcher.kill` to simulate a crashed thread."""
 
 
 @dataclass
 class _Item:
     x: np.ndarray
-    future: asyncio.Future
+    future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -117,7 +118,6 @@ class MicroBatcher:
         self._arriving = 0  # inputs announced by arriving() and not yet queued (or given up)
         self.consecutive_failures = 0
         self.batches_run = 0
-        self.delay_s = 0.0  # test hook: extra seconds per batch, to simulate a slow model
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -166,7 +166,7 @@ class MicroBatcher:
             _resolve(item, error=WorkerUnavailableError("the server is shutting down"))
 
     def kill(self) -> None:
-        """Test hook: make the worker thread die (as if it crashed) before its next batch."""
+        """Make the worker thread die (as if it crashed) before its next batch (fault injection)."""
         with self._cond:
             self._kill = True
             self._cond.notify_all()
@@ -202,7 +202,7 @@ class MicroBatcher:
                 self._arriving -= n
                 self._cond.notify_all()
 
-    def enqueue(self, x: np.ndarray, force: bool = False) -> asyncio.Future:
+    def enqueue(self, x: np.ndarray, force: bool = False) -> asyncio.Future[Any]:
         """Queue one CHW input from the running event loop.
 
         Returns:
@@ -231,7 +231,7 @@ class MicroBatcher:
     async def submit(self, x: np.ndarray, force: bool = False) -> np.ndarray:
         """Queue ``x`` and wait for its result row (see :meth:`enqueue` for the errors)."""
         row, _ = await self.enqueue(x, force=force)
-        return row
+        return np.asarray(row)
 
     # -- worker -----------------------------------------------------------------------------------------------
     def _take_batch(self) -> list[_Item] | None:
@@ -277,8 +277,6 @@ class MicroBatcher:
         rows = None
         error: Exception | None = None
         try:
-            if self.delay_s:
-                time.sleep(self.delay_s)
             rows = np.asarray(self.infer(np.stack([item.x for item in live])))
             if len(rows) != len(live):
                 raise RuntimeError(f"inference returned {len(rows)} rows for a batch of {len(live)}")
@@ -293,7 +291,7 @@ class MicroBatcher:
                 self.on_batch(len(live), time.perf_counter() - start, error is None)
             except Exception:  # metrics must never break inference
                 log.exception("batch callback failed")
-        if error is not None:
+        if error is not None or rows is None:
             for item in live:
                 _resolve(item, error=error)
             return

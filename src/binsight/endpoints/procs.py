@@ -3,19 +3,55 @@
 A supervisor runs in its own session, so its process group id is its pid and every model server it starts
 is in that group. Stopping an endpoint therefore means stopping that group — even when the supervisor
 itself is gone and only an orphaned server is left. Every kill checks the target's command line first, so a
-recycled pid is never signalled.
+recycled pid is never signalled. Children get a minimal environment (:func:`child_env`), and model servers
+a parent-death signal (:func:`die_with_parent`), so a killed supervisor leaves no server behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-SUPERVISOR_MODULE = "binsight.serving.supervisor"
+SUPERVISOR_MODULE = "binsight.endpoints.supervisor"
+# The only variables a supervisor or model server inherits: locale, paths, thread counts, binsight's own
+# settings. Anything else in the creating shell (BINSIGHT_TEST_HOOKS, credentials, proxies) stays behind.
+CHILD_ENV_KEEP = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH",
+                  "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BINSIGHT_HOME", "BINSIGHT_CACHE_DIR")  # fmt: skip
+_PR_SET_PDEATHSIG = 1
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """A minimal environment for an endpoint's processes: :data:`CHILD_ENV_KEEP` from ours, plus ``extra``."""
+    env = {k: os.environ[k] for k in CHILD_ENV_KEEP if k in os.environ}
+    env.update(PYTHONUNBUFFERED="1", BINSIGHT_NO_PROGRESS="1", **extra)
+    return env
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` asking Linux to send ``sig`` to the child when its parent dies (``PR_SET_PDEATHSIG``).
+
+    The ctypes function is looked up here, in the parent, so the child between fork and exec only calls it.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    prctl = libc.prctl
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+    return preexec
+
+
+def open_private_log(path: Path) -> BinaryIO:
+    """Open ``path`` for appending, created 0600 (logs can hold request details)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return os.fdopen(fd, "ab")
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -86,7 +122,7 @@ def group_members(pgid: int) -> list[int]:
 
 def find_supervisors(home: Path) -> dict[int, str]:
     """Every live supervisor process using the registry in ``home``: {pid: endpoint name}."""
-    found = {}
+    found: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -162,7 +198,7 @@ def wait_port_free(host: str, port: int, timeout: float = 10.0) -> bool:
 
 def signal_process(pid: int | None, sig_name: str) -> bool:
     """Send ``SIGHUP``/``SIGTERM``… to a live supervisor; returns False when there is none to signal."""
-    if not is_supervisor(pid):
+    if pid is None or not is_supervisor(pid):
         return False
-    _signal(int(pid), getattr(signal, sig_name))
+    _signal(pid, getattr(signal, sig_name))
     return True

@@ -1,9 +1,12 @@
-"""The ASGI app of ``binsight serve``: SageMaker's hosting contract on FastAPI.
+"""The ASGI app of ``binsight serve``: SageMaker's hosting contract on FastAPI (routes and error mapping).
 
 Routes: ``GET /ping``, ``POST /invocations``, ``POST /endpoints/{name}/invocations`` (the SageMaker Runtime
 path, so boto3's ``sagemaker-runtime`` client works with ``endpoint_url``), ``GET /metrics`` (Prometheus),
-``GET /docs`` (OpenAPI). With ``BINSIGHT_TEST_HOOKS=1`` also ``POST /_test/*`` hooks that kill the worker,
-slow it down or make batches fail, so tests can drive the failure paths of a real server.
+``GET /docs`` (OpenAPI). Given a :class:`~binsight.serving.faults.Faults`, also the ``/_test/*`` routes.
+
+A body is read only by the invocation routes, through :func:`read_body`: a declared Content-Length over the
+limit is answered 413 before a byte is read, a streamed body is counted while it arrives (413 the moment it
+passes the limit) and must arrive within ``body_timeout`` (else 408).
 
 Example::
 
@@ -16,11 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,19 +30,24 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from binsight import __version__
 from binsight.audit.capture import CaptureWriter
 from binsight.config.schemas import ServeConfig
+from binsight.inputs.values import ApiError
+from binsight.serving.faults import Faults, fault_routes
 from binsight.serving.metrics import ServingMetrics
-from binsight.serving.schemas import ApiError, error_body, parse_invocation
-from binsight.serving.service import ModelService
+from binsight.serving.model_service import ModelService
+from binsight.serving.schemas import error_body, parse_invocation
 
 log = logging.getLogger("binsight.serving")
 access_log = logging.getLogger("binsight.access")
 
 _ENDPOINT_PATH = re.compile(r"^/endpoints/[^/]+/invocations/?$")
 _KNOWN_PATHS = {"/ping", "/invocations", "/metrics", "/docs", "/openapi.json"}
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 _INVOCATION_BODY_DOC = {
     "requestBody": {
         "required": True,
@@ -63,16 +70,11 @@ _INVOCATION_BODY_DOC = {
 }
 
 
-def test_hooks_enabled() -> bool:
-    """The ``/_test/*`` routes exist only when ``BINSIGHT_TEST_HOOKS=1``."""
-    return os.environ.get("BINSIGHT_TEST_HOOKS", "") == "1"
-
-
 def metric_path(path: str) -> str:
     """A low-cardinality path label: endpoint names collapse to ``{name}``, unknown paths to ``other``."""
     if _ENDPOINT_PATH.match(path):
         return "/endpoints/{name}/invocations"
-    if path in _KNOWN_PATHS or path.startswith("/_test/"):
+    if path in _KNOWN_PATHS:
         return path
     return "other"
 
@@ -84,11 +86,11 @@ def error_response(err: ApiError) -> JSONResponse:
 class AccessLogMiddleware:
     """Pure ASGI middleware: request id, one JSON access-log line and the request metrics per request."""
 
-    def __init__(self, app: Any, metrics: ServingMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
         self.app = app
         self.metrics = metrics
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -99,7 +101,7 @@ class AccessLogMiddleware:
         state["request_id"] = request_id
         status = 500
 
-        async def send_with_id(message: dict) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -133,28 +135,38 @@ class AccessLogMiddleware:
                 )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """Read the request body, refusing more than ``limit`` bytes (Content-Length first, then while streaming).
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """Read the request body: at most ``limit`` bytes (Content-Length first, then while streaming), all of it
+    within ``timeout`` seconds.
 
     Raises:
-        ApiError: 413 when the body is over the limit, 400 for a malformed Content-Length.
+        ApiError: 413 when the body is over the limit, 408 when it arrives too slowly, 400 for a malformed
+            Content-Length or a client that went away mid-body.
     """
     declared = request.headers.get("content-length")
     too_large = ApiError(
         413, "payload_too_large", f"request body is over the {limit / 1024 / 1024:.0f} MB limit; send a smaller image"
     )
     if declared is not None:
-        if not declared.strip().isdigit():
-            raise ApiError(400, "bad_request", f"Content-Length {declared!r} is not a number")
+        if not _CONTENT_LENGTH.fullmatch(declared.strip()):
+            raise ApiError(400, "bad_request", f"Content-Length {declared[:40]!r} is not a number")
         if int(declared) > limit:
             raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408, "body_timeout", f"the request body did not arrive within {timeout:g}s ({size} bytes came)"
+        ) from None
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "the client went away before sending the whole body") from None
     return b"".join(chunks)
 
 
@@ -162,7 +174,7 @@ def create_app(
     model_path: str | Path,
     config: ServeConfig | None = None,
     *,
-    test_hooks: bool | None = None,
+    faults: Faults | None = None,
     on_fatal: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """Build the endpoint's ASGI app; the model loads in the background once the app starts.
@@ -170,16 +182,16 @@ def create_app(
     Args:
         model_path: Run directory or artifact folder.
         config: Serving options (defaults: :class:`ServeConfig`).
-        test_hooks: Add the ``/_test/*`` routes; default from ``BINSIGHT_TEST_HOOKS``.
+        faults: Fault injection for tests: adds the ``/_test/*`` routes (None in production).
         on_fatal: Called with a message when the model cannot be loaded.
     """
     config = config or ServeConfig()
     metrics = ServingMetrics()
-    service = ModelService(model_path, config, metrics, on_fatal=on_fatal)
+    service = ModelService(model_path, config, metrics, on_fatal=on_fatal, faults=faults)
     capture = CaptureWriter.from_config(config)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
         yield
         await service.stop()
@@ -222,7 +234,7 @@ def create_app(
         info: dict[str, Any] = {}
         try:
             async with asyncio.timeout(config.request_timeout):
-                body = await read_body(request, config.max_body_bytes)
+                body = await read_body(request, config.max_body_bytes, config.body_timeout)
                 parsed = parse_invocation(
                     request.headers.get("content-type"),
                     body,
@@ -267,31 +279,6 @@ def create_app(
         data, content_type = metrics.render()
         return Response(data, media_type=content_type)
 
-    if test_hooks_enabled() if test_hooks is None else test_hooks:
-        _add_test_hooks(app, service)
+    if faults is not None:
+        app.include_router(fault_routes(faults, lambda: service.batcher))
     return app
-
-
-def _add_test_hooks(app: FastAPI, service: ModelService) -> None:
-    """Routes that drive the failure paths of a real server (only with BINSIGHT_TEST_HOOKS=1)."""
-
-    def batcher():
-        if service.batcher is None:
-            raise ApiError(503, "not_ready", "the model is still loading", {"Retry-After": "1"})
-        return service.batcher
-
-    @app.post("/_test/kill-worker", include_in_schema=False)
-    async def kill_worker(restart_after_ms: float = 0.0) -> dict:
-        service.restart_hold_s = max(0.0, restart_after_ms) / 1000.0
-        batcher().kill()
-        return {"killed": True}
-
-    @app.post("/_test/delay", include_in_schema=False)
-    async def delay(ms: float = 0.0) -> dict:
-        batcher().delay_s = max(0.0, ms) / 1000.0
-        return {"delay_ms": ms}
-
-    @app.post("/_test/fail-batches", include_in_schema=False)
-    async def fail_batches(n: int = 1) -> dict:
-        service.fail_next_batches = max(0, n)
-        return {"fail_next_batches": service.fail_next_batches}

@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 
 from binsight.config.schemas import ServeConfig
-from binsight.errors import DataError
+from binsight.inputs.images import ImageLimits, decode_image
+from binsight.inputs.values import ApiError
 from binsight.serving.batching import MicroBatcher, QueueFullError, WorkerUnavailableError
+from binsight.serving.faults import Faults
 from binsight.serving.metrics import ServingMetrics
-from binsight.serving.schemas import ApiError, InvocationRequest
+from binsight.serving.schemas import InvocationRequest
 
 log = logging.getLogger("binsight.serving")
 
@@ -51,6 +53,7 @@ class ModelService:
         config: Serving options (backend, batching, queue, threads, timeouts).
         metrics: Where batches, readiness and restarts are recorded.
         on_fatal: Called with a message when the model cannot be loaded (the server exits).
+        faults: Fault injection for tests (None in production).
     """
 
     def __init__(
@@ -59,8 +62,11 @@ class ModelService:
         config: ServeConfig,
         metrics: ServingMetrics,
         on_fatal: Callable[[str], None] | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.model_path = Path(model_path)
+        self.faults = faults
+        self.image_limits = ImageLimits(config.max_image_pixels, config.max_decode_ratio)
         self.config = config
         self.metrics = metrics
         self.on_fatal = on_fatal
@@ -73,9 +79,7 @@ class ModelService:
         self.inflight = 0
         # Waiting + running inputs allowed at once; beyond this a request is refused before decoding.
         self.capacity = config.queue_size + config.max_batch_size
-        self.restart_hold_s = 0.0  # test hook: wait this long before restarting a dead worker
-        self.fail_next_batches = 0  # test hook: make this many batches raise
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._warm_image = b""
         metrics.queue_depth.set_function(lambda: self.batcher.queue_depth if self.batcher else 0)
@@ -158,10 +162,9 @@ class ModelService:
         self._tasks.append(asyncio.create_task(self._supervise(), name="binsight-supervise"))
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        if self.fail_next_batches > 0:
-            self.fail_next_batches -= 1
-            raise RuntimeError("test hook: injected inference failure")
-        return self.predictor.predict_proba(batch)
+        if self.faults is not None:
+            self.faults.before_batch()
+        return np.asarray(self.predictor.predict_proba(batch))
 
     async def _warm_up(self) -> bool:
         """One prediction through decode → preprocess → worker; True when it succeeded."""
@@ -185,9 +188,8 @@ class ModelService:
             assert batcher is not None
             if not batcher.alive:
                 self._set_status("restarting", "the inference worker died; restarting it")
-                if self.restart_hold_s:
-                    await asyncio.sleep(self.restart_hold_s)
-                    self.restart_hold_s = 0.0
+                if self.faults is not None:
+                    await asyncio.sleep(self.faults.take_restart_hold())
                 batcher.restart()
                 self.metrics.worker_restarts.inc()
                 ok = await self._warm_up()
@@ -204,12 +206,12 @@ class ModelService:
                 self.metrics.ready.set(1 if self.ready else 0)
 
     # -- request path -----------------------------------------------------------------------------------------
-    def _prepare(self, data: bytes) -> np.ndarray:
-        """Decode + preprocess one image (runs in the decode pool); bad bytes → 400."""
+    def _prepare(self, data: bytes, content_type: str = "") -> np.ndarray:
+        """Check, decode and preprocess one image (runs in the decode pool); bad bytes → 400 ``invalid_image``."""
         try:
-            img = self.predictor.decode(data)
-        except DataError as exc:
-            raise ApiError(400, "invalid_image", str(exc)) from None
+            img = decode_image(data, content_type, self.image_limits)
+        except ApiError as exc:
+            raise ApiError(400, "invalid_image", exc.message) from None
         x = self.predictor.preprocess(img)
         return x.numpy() if hasattr(x, "numpy") else np.asarray(x, dtype=np.float32)
 
@@ -246,14 +248,17 @@ class ModelService:
                 {"Retry-After": "1"},
             )
         self.inflight += n
-        futures: list[asyncio.Future] = []
+        futures: list[asyncio.Future[Any]] = []
         try:
             loop = asyncio.get_running_loop()
             assert self.batcher is not None
             # Announced while decoding: a batch the worker has started waits for these inputs, and only these.
             with self.batcher.arriving(n):
                 xs = await asyncio.gather(
-                    *(loop.run_in_executor(self.pool, self._prepare, img) for img in request.images)
+                    *(
+                        loop.run_in_executor(self.pool, self._prepare, img, request.content_type)
+                        for img in request.images
+                    )
                 )
                 try:
                     for x in xs:

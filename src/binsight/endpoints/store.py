@@ -2,7 +2,8 @@
 
 Location: ``$BINSIGHT_HOME/endpoints.db`` (default ``~/.local/state/binsight/endpoints.db``). Several CLI
 processes and supervisors share it, so it runs in WAL mode with a busy timeout, and every change is one
-``BEGIN IMMEDIATE`` transaction (writers queue instead of failing or seeing half-written rows).
+``BEGIN IMMEDIATE`` transaction (writers queue instead of failing or seeing half-written rows). The state
+folder is created 0700 and the database 0600 (SQLite gives its WAL files the database's mode).
 
 Example::
 
@@ -92,6 +93,15 @@ def endpoint_dir(name: str, home: Path | None = None) -> Path:
     return (home or binsight_home()) / "endpoints" / name
 
 
+def private_dir(path: Path) -> Path:
+    """Make ``path`` a folder only its owner can enter (0700), creating missing parents 0700 too; returns it."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    path.mkdir(mode=0o700, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 class EndpointRegistry:
     """Models, endpoint configs and endpoints in one SQLite file; safe for concurrent processes."""
 
@@ -99,13 +109,17 @@ class EndpointRegistry:
         self.home = Path(home).resolve() if home else binsight_home()
         self.path = self.home / "endpoints.db"
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
+            private_dir(self.home)
+            # Never open+close an fd of a live database here: closing any fd drops the process's POSIX locks on it.
+            if not self.path.exists():
+                self.path.touch(mode=0o600)  # SQLite keeps an existing file's mode (and gives it to -wal/-shm)
+            self.path.chmod(0o600)
             with self._connect() as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
                 if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
                     conn.executescript(_SCHEMA)
                     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise BinsightError(
                 f"cannot open the endpoint registry {self.path}: {exc} (set BINSIGHT_HOME to a writable folder)"
             ) from None
@@ -133,7 +147,7 @@ class EndpointRegistry:
         finally:
             conn.close()
 
-    def _read(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         conn = self._connect()
         try:
             return [dict(row) for row in conn.execute(sql, params).fetchall()]
@@ -200,7 +214,9 @@ class EndpointRegistry:
                 "VALUES (?, ?, ?, 'starting', ?, ?, ?, ?, ?)",
                 (name, config, CREATING, host, port, f"http://{host}:{port}", now, now),
             )
-        return self.get_endpoint(name)
+        row = self.get_endpoint(name)
+        assert row is not None  # written in the transaction above
+        return row
 
     def begin_update(
         self, name: str, artifact: str, backend: str, options: dict[str, Any], model_meta: dict[str, str]

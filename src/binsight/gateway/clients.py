@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from binsight.gateway.errors import GatewayError, Misconfigured, UpstreamError, UpstreamTimeout
-from binsight.gateway.settings import EndpointConfig
+from binsight.gateway.settings import PredictionEndpoint
 
 RETRY_STATUSES = {429, 503}
 # Statuses that say "not now" rather than "not this image": the event is worth retrying later.
@@ -31,12 +31,14 @@ MAX_RESPONSE_BYTES = 1024 * 1024
 BACKOFF_CAP = 5.0
 
 
-class Backend(Protocol):
+class EndpointClient(Protocol):
     """Anything that turns image bytes into the prediction dict."""
 
     name: str
 
-    def predict(self, image: bytes, content_type: str, expected_quantity: int | None, deadline: float) -> dict:
+    def predict(
+        self, image: bytes, content_type: str, expected_quantity: int | None, deadline: float
+    ) -> dict[str, Any]:
         """Return the endpoint's prediction JSON for ``image`` (``deadline`` is a ``time.monotonic()`` value)."""
         ...
 
@@ -50,14 +52,14 @@ class _Retry(Exception):
 
 
 def with_retries(
-    attempt: Callable[[float], dict],
+    attempt: Callable[[float], dict[str, Any]],
     *,
     retries: int,
     backoff: float,
     timeout: float,
     deadline: float,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict:
+) -> dict[str, Any]:
     """Run ``attempt(timeout_s)`` up to ``retries + 1`` times, backing off between ``_Retry`` failures.
 
     Each attempt gets ``min(timeout, time left before deadline)``; no sleep runs past the deadline.
@@ -92,7 +94,7 @@ def _custom_attributes(expected_quantity: int | None) -> str | None:
     return None if expected_quantity is None else f"expected_quantity={expected_quantity}"
 
 
-def _prediction(raw: bytes) -> dict:
+def _prediction(raw: bytes) -> dict[str, Any]:
     try:
         value = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -125,7 +127,7 @@ def _retry_after(value: str | None) -> float | None:
     return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
-class HttpBackend:
+class HttpEndpointClient:
     """POST to ``{base}/invocations`` (or to ``base`` itself when it already ends in ``/invocations``)."""
 
     name = "http"
@@ -137,14 +139,16 @@ class HttpBackend:
         self.url = url if url.endswith("/invocations") else url + "/invocations"
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
 
-    def predict(self, image: bytes, content_type: str, expected_quantity: int | None, deadline: float) -> dict:
+    def predict(
+        self, image: bytes, content_type: str, expected_quantity: int | None, deadline: float
+    ) -> dict[str, Any]:
         """POST ``image`` and return the prediction JSON."""
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         attributes = _custom_attributes(expected_quantity)
         if attributes:
             headers["X-Amzn-SageMaker-Custom-Attributes"] = attributes
 
-        def attempt(timeout: float) -> dict:
+        def attempt(timeout: float) -> dict[str, Any]:
             request = urllib.request.Request(self.url, data=image, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -168,7 +172,7 @@ class HttpBackend:
         )
 
 
-class SageMakerBackend:
+class SageMakerEndpointClient:
     """``sagemaker-runtime`` ``invoke_endpoint`` (``endpoint_url`` points boto3 at a compatible server)."""
 
     name = "sagemaker"
@@ -188,7 +192,9 @@ class SageMakerBackend:
         self.endpoint_name, self.endpoint_url, self.region = endpoint_name, endpoint_url, region
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
 
-    def predict(self, image: bytes, content_type: str, expected_quantity: int | None, deadline: float) -> dict:
+    def predict(
+        self, image: bytes, content_type: str, expected_quantity: int | None, deadline: float
+    ) -> dict[str, Any]:
         """Invoke the endpoint and return the prediction JSON."""
         from botocore.exceptions import (
             BotoCoreError,
@@ -214,7 +220,7 @@ class SageMakerBackend:
         if attributes:
             params["CustomAttributes"] = attributes
 
-        def attempt(_timeout: float) -> dict:
+        def attempt(_timeout: float) -> dict[str, Any]:
             try:
                 response = runtime.invoke_endpoint(**params)
                 return _prediction(response["Body"].read(MAX_RESPONSE_BYTES))
@@ -247,16 +253,20 @@ class SageMakerBackend:
         )
 
 
-def backend_from_config(config: EndpointConfig) -> Backend:
-    """Build the backend ``config`` names; exactly one of the URL or SageMaker endpoint must be set."""
+def endpoint_client(config: PredictionEndpoint) -> EndpointClient:
+    """Build the client for the endpoint ``config`` names; exactly one of the URL or SageMaker endpoint must be set."""
     if config.url and config.sagemaker_endpoint:
         raise Misconfigured("set BINSIGHT_ENDPOINT_URL or BINSIGHT_SAGEMAKER_ENDPOINT, not both")
-    common = {"timeout": config.timeout, "retries": config.retries, "backoff": config.backoff}
     if config.url:
-        return HttpBackend(config.url, **common)
+        return HttpEndpointClient(config.url, timeout=config.timeout, retries=config.retries, backoff=config.backoff)
     if config.sagemaker_endpoint:
-        return SageMakerBackend(
-            config.sagemaker_endpoint, endpoint_url=config.sagemaker_endpoint_url, region=config.region, **common
+        return SageMakerEndpointClient(
+            config.sagemaker_endpoint,
+            endpoint_url=config.sagemaker_endpoint_url,
+            region=config.region,
+            timeout=config.timeout,
+            retries=config.retries,
+            backoff=config.backoff,
         )
     raise Misconfigured(
         "no endpoint configured: set BINSIGHT_ENDPOINT_URL (an HTTP endpoint) or BINSIGHT_SAGEMAKER_ENDPOINT "

@@ -1,12 +1,10 @@
 """When the endpoint supervisor restarts a dead model server, and when it gives up: :class:`RestartBudget`
-(restarts in a row, exponential backoff, ``max_restarts``) and :func:`max_restarts_of` (an endpoint config's limit).
+(restarts in a row, exponential backoff, the endpoint config's ``max_restarts``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from binsight.serving.endpoints import DEFAULT_MAX_RESTARTS
+from binsight.endpoints.config import DEFAULT_MAX_RESTARTS
 
 BACKOFF_START_S = 0.5  # wait before the first restart in a row; it doubles with each further one
 BACKOFF_MAX_S = 30.0  # longest wait between two restarts
@@ -38,12 +36,6 @@ class RestartBudget:
 
     def next_delay(self) -> float:
         """Count one more restart; returns the seconds to wait before it (0.5, 1, 2 … up to BACKOFF_MAX_S)."""
-        delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2 ** min(self.in_a_row, 16))
+        delay = min(BACKOFF_MAX_S, BACKOFF_START_S * 2.0 ** min(self.in_a_row, 16))
         self.in_a_row += 1
         return delay
-
-
-def max_restarts_of(config: dict[str, Any]) -> int:
-    """The endpoint config's ``max_restarts`` option (configs written before it existed get the default)."""
-    value = (config.get("options") or {}).get("max_restarts")
-    return DEFAULT_MAX_RESTARTS if value is None else int(value)

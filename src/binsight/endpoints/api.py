@@ -1,10 +1,11 @@
-"""Endpoint lifecycle, the local twin of SageMaker hosting: create, list, describe, invoke, update, delete,
-cleanup. State lives in the registry (``registry.py``); each endpoint runs as a detached supervisor process
-(``supervisor.py``) that owns a stable port and keeps a ``binsight serve`` child alive behind it.
+"""The endpoint client API, run in the caller's process (the CLI, the pipeline): create, list, describe,
+invoke, update, delete, cleanup. State lives in the registry (``store.py``); each endpoint runs as a detached
+supervisor process (``supervisor.py``) that owns the endpoint's listening socket and runs ``binsight serve``
+children on it. The contract with the supervisor is the registry row plus its :class:`EndpointConfig`.
 
 Example::
 
-    from binsight.serving.endpoints import create_endpoint, invoke_endpoint, cleanup
+    from binsight.endpoints.api import create_endpoint, invoke_endpoint, cleanup
 
     info = create_endpoint("demo", "runs/train/exp")          # blocks until InService
     pred = invoke_endpoint("demo", open("bin.jpg", "rb").read(), expected_quantity=3)
@@ -21,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from binsight.errors import BinsightError
-from binsight.serving import procs
-from binsight.serving.registry import (
+from binsight.endpoints import procs
+from binsight.endpoints.config import EndpointConfig
+from binsight.endpoints.store import (
     CREATING,
     DELETING,
     FAILED,
@@ -31,11 +32,12 @@ from binsight.serving.registry import (
     UPDATING,
     EndpointRegistry,
     endpoint_dir,
+    private_dir,
 )
+from binsight.errors import BinsightError
 from binsight.utils.net import free_port
 
 __all__ = [
-    "EndpointRegistry",
     "cleanup",
     "create_endpoint",
     "delete_endpoint",
@@ -46,9 +48,7 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's endpoint-name rule
-BACKENDS = ("torch", "onnx", "onnx-int8")
 STALE_GRACE_S = 30.0  # a row younger than this may still be waiting for its supervisor's pid
-DEFAULT_MAX_RESTARTS = 5  # failed restarts in a row before the supervisor gives up (0: never)
 
 
 def _registry(home: str | Path | None = None) -> EndpointRegistry:
@@ -75,11 +75,6 @@ def _check_name(name: str) -> None:
         )
 
 
-def _check_max_restarts(max_restarts: int) -> None:
-    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-        raise BinsightError(f"max_restarts must be a whole number >= 0 (0 = never give up), got {max_restarts!r}")
-
-
 def _require(reg: EndpointRegistry, name: str) -> dict[str, Any]:
     row = reg.get_endpoint(name)
     if row is None:
@@ -102,9 +97,8 @@ def _reconcile(reg: EndpointRegistry, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _spawn_supervisor(reg: EndpointRegistry, name: str) -> int:
-    folder = endpoint_dir(name, reg.home)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "supervisor.log", "ab") as out:
+    folder = private_dir(endpoint_dir(name, reg.home))
+    with procs.open_private_log(folder / "supervisor.log") as out:
         # A new session: the supervisor outlives this process and its group holds all the endpoint's processes.
         proc = subprocess.Popen(
             [sys.executable, "-m", procs.SUPERVISOR_MODULE, "--home", str(reg.home), name],
@@ -114,6 +108,7 @@ def _spawn_supervisor(reg: EndpointRegistry, name: str) -> int:
             start_new_session=True,
             close_fds=True,
             cwd=reg.home,  # never pin the caller's working directory (paths in the registry are absolute)
+            env=procs.child_env(),
         )
     # Reap it if it exits while this (possibly long-lived) process still runs, so no zombie lingers.
     threading.Thread(target=proc.wait, name=f"reap-supervisor-{name}", daemon=True).start()
@@ -139,44 +134,37 @@ def _wait_settled(reg: EndpointRegistry, name: str, busy: str, timeout: float) -
 def create_endpoint(
     name: str,
     model: str | Path,
-    backend: str = "torch",
+    config: EndpointConfig | None = None,
+    *,
     port: int | None = None,
-    wait: bool = True,
-    timeout: float = 120,
     host: str = "127.0.0.1",
-    max_batch_size: int | None = None,
-    max_wait_ms: float | None = None,
-    max_restarts: int = DEFAULT_MAX_RESTARTS,
+    wait: bool = True,
+    timeout: float | None = None,
     home: str | Path | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
     """Register a model, an endpoint config and an endpoint, and start its supervisor.
 
     Args:
         name: Endpoint name (letters, digits, hyphens).
         model: Run directory or artifact folder.
-        backend: ``torch``, ``onnx`` or ``onnx-int8``.
+        config: The endpoint config (default :class:`EndpointConfig`), changed by ``timeout`` and ``settings``.
         port: The endpoint's stable port (default: a free one).
-        wait: Block until the endpoint is InService (raise when it becomes Failed).
-        timeout: Seconds the model server gets to answer /ping 200 (and the wait lasts).
         host: Address the endpoint listens on.
-        max_batch_size: Dynamic batching limit passed to ``binsight serve``.
-        max_wait_ms: Batching wait passed to ``binsight serve``.
-        max_restarts: Restarts in a row that may fail (the server does not start, or dies within a minute
-            of becoming healthy) before the endpoint becomes Failed and stops; 0 restarts for ever.
+        wait: Block until the endpoint is InService (raise when it becomes Failed).
+        timeout: Seconds the model server gets to answer /ping 200 (``startup_timeout``; the wait lasts as long).
         home: Registry folder (default ``$BINSIGHT_HOME``).
+        settings: Any :class:`ServeConfig` key (``backend``, ``max_batch_size``, ``body_timeout`` …) or
+            ``max_restarts``: restarts in a row that may fail before the endpoint becomes Failed (0 = never).
 
     Returns:
         The endpoint as ``describe_endpoint`` reports it.
 
     Raises:
-        BinsightError: bad name/model/port, the name exists, or (with ``wait``) the endpoint failed.
+        BinsightError: bad name/model/port/setting, the name exists, or (with ``wait``) the endpoint failed.
     """
     _check_name(name)
-    if backend not in BACKENDS:
-        raise BinsightError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    if timeout <= 0:
-        raise BinsightError("timeout must be > 0 seconds")
-    _check_max_restarts(max_restarts)
+    config = (config or EndpointConfig()).replace(startup_timeout=timeout, **settings)
     artifact, meta = _resolve_model(model)
     reg = _registry(home)
     if port is None:
@@ -186,17 +174,16 @@ def create_endpoint(
         raise BinsightError(f"port {port} is out of range 1..65535")
     elif not procs.port_free(host, port):
         raise BinsightError(f"port {port} on {host} is in use; pick another --port or leave it out for a free one")
-    options = {"max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "startup_timeout": timeout,
-               "max_restarts": max_restarts}  # fmt: skip
-    options = {k: v for k, v in options.items() if v is not None}
-    reg.create_endpoint(name, artifact, backend, port, host=host, options=options, model_meta=meta)
+    reg.create_endpoint(
+        name, artifact, config.serve.backend, port, host=host, options=config.to_options(), model_meta=meta
+    )
     try:
         _spawn_supervisor(reg, name)
     except OSError as exc:
         reg.remove_endpoint(name)
         raise BinsightError(f"could not start the supervisor of {name!r}: {exc}") from None
     if wait:
-        row = _wait_settled(reg, name, CREATING, timeout + 10)
+        row = _wait_settled(reg, name, CREATING, config.startup_timeout + 10)
         if row["status"] == FAILED:
             raise BinsightError(
                 f"endpoint {name!r} failed: {row['failure_reason']} "
@@ -269,45 +256,42 @@ def invoke_endpoint(
     if resp.status_code != 200:
         message = body.get("error", {}).get("message", resp.text[:300]) if isinstance(body, dict) else resp.text
         raise BinsightError(f"endpoint {name!r} answered {resp.status_code}: {message}")
+    if not isinstance(body, dict):
+        raise BinsightError(f"endpoint {name!r} answered JSON that is not an object")
     return body
 
 
 def update_endpoint(
     name: str,
     model: str | Path,
-    backend: str | None = None,
+    *,
     wait: bool = True,
-    timeout: float = 120,
-    max_restarts: int | None = None,
+    timeout: float | None = None,
     home: str | Path | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
-    """Swap the endpoint's model without a failed request (blue/green behind the stable port).
+    """Swap the endpoint's model without a failed request (blue/green on the endpoint's socket).
 
-    The supervisor starts the new model server, switches the proxy once its /ping is 200, then lets the old
-    server finish its in-flight requests and stops it. If the new server never gets ready, the old one
-    keeps serving and the endpoint returns to InService with ``failure_reason`` saying why. ``max_restarts``
-    (see :func:`create_endpoint`) applies from the switch on; None keeps the endpoint's current value.
+    The supervisor starts the new model server on the endpoint's socket next to the old one, waits until its
+    /ping is 200, then SIGTERMs the old one, which stops accepting and finishes its in-flight requests. If the
+    new server never gets ready, the old one keeps serving and the endpoint returns to InService with
+    ``failure_reason`` saying why. ``timeout`` and ``settings`` (as in :func:`create_endpoint`) change the
+    current endpoint config; what is not given stays as it is.
 
     Raises:
-        BinsightError: unknown endpoint, not InService, or (with ``wait``) the update failed.
+        BinsightError: unknown endpoint, not InService, a bad setting, or (with ``wait``) the update failed.
     """
     reg = _registry(home)
     row = _reconcile(reg, _require(reg, name))
-    backend = backend or row["backend"] or "torch"
-    if backend not in BACKENDS:
-        raise BinsightError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    if max_restarts is not None:
-        _check_max_restarts(max_restarts)
+    current = EndpointConfig.from_options(row["options"], row["backend"])
+    config = current.replace(startup_timeout=timeout, **settings)
     artifact, meta = _resolve_model(model)
-    options = dict(row["options"] or {}, startup_timeout=timeout)
-    if max_restarts is not None:
-        options["max_restarts"] = max_restarts
-    config = reg.begin_update(name, artifact, backend, options, meta)
+    config_name = reg.begin_update(name, artifact, config.serve.backend, config.to_options(), meta)
     procs.signal_process(row["supervisor_pid"], "SIGHUP")
     if not wait:
         return describe_endpoint(name, home=home, ping=False)
-    row = _wait_settled(reg, name, UPDATING, timeout + 10)
-    if row["config_name"] != config:
+    row = _wait_settled(reg, name, UPDATING, config.startup_timeout + 10)
+    if row["config_name"] != config_name:
         reason = (row["failure_reason"] or "unknown").removeprefix("update failed: ")
         raise BinsightError(f"update of {name!r} failed, the old model still serves: {reason}")
     return describe_endpoint(name, home=home)
@@ -320,10 +304,10 @@ def _endpoint_group(row: dict[str, Any]) -> int | None:
         return None
     if procs.pid_alive(pid) and not procs.is_supervisor(pid, row["name"]):
         return None  # the pid was recycled by an unrelated process: never signal it
-    return pid
+    return int(pid)
 
 
-def delete_endpoint(name: str, timeout: float = 20, home: str | Path | None = None) -> dict[str, list]:
+def delete_endpoint(name: str, timeout: float = 20, home: str | Path | None = None) -> dict[str, list[Any]]:
     """Stop the endpoint (SIGTERM, SIGKILL after ``timeout``), free its port, remove its registry rows.
 
     Returns:
@@ -337,12 +321,12 @@ def delete_endpoint(name: str, timeout: float = 20, home: str | Path | None = No
     if group:
         procs.stop_group(group, timeout)
     procs.wait_port_free(row["host"], row["port"], timeout=5)
-    removed: dict[str, list] = dict(reg.remove_endpoint(name))
+    removed: dict[str, list[Any]] = dict(reg.remove_endpoint(name))
     removed["processes"] = stopped
     return removed
 
 
-def cleanup(timeout: float = 20, home: str | Path | None = None) -> dict[str, list]:
+def cleanup(timeout: float = 20, home: str | Path | None = None) -> dict[str, list[Any]]:
     """Remove EVERY endpoint, endpoint config and model, and stop their processes (stale rows and orphaned
     supervisors of this registry included). Idempotent: a second call removes nothing.
 
@@ -359,6 +343,6 @@ def cleanup(timeout: float = 20, home: str | Path | None = None) -> dict[str, li
     procs.stop_groups(sorted(groups), timeout)  # all at once: N endpoints take as long as the slowest
     for row in rows:
         procs.wait_port_free(row["host"], row["port"], timeout=5)
-    removed: dict[str, list] = dict(reg.remove_all())
+    removed: dict[str, list[Any]] = dict(reg.remove_all())
     removed["processes"] = sorted(set(stopped))
     return removed
