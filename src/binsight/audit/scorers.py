@@ -113,9 +113,9 @@ class EndpointScorer:
     def __init__(
         self, url: str, thresholds: dict[str, float] | None = None, concurrency: int = 8, timeout: float = 60.0
     ) -> None:
-        from binsight.gateway.backends import HttpBackend
+        from binsight.gateway.clients import HttpEndpointClient
 
-        self.client = HttpBackend(url, timeout=timeout, retries=4)
+        self.client = HttpEndpointClient(url, timeout=timeout, retries=4)
         self.timeout = timeout
         self.thresholds = dict(thresholds or {"review_low": 0.2, "review_high": 0.5})
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="audit-http")
