@@ -14,7 +14,6 @@ Example (frozen-backbone heads on the feature cache train in seconds)::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
