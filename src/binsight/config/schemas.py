@@ -14,6 +14,8 @@ ModelName = Literal[
     "mobilenet_v3_large",
     "convnext_tiny",
     "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
     "tiny_cnn",
 ]
 
@@ -113,6 +115,7 @@ class TrainConfig:
     channels_last: bool = True
     amp: Literal["auto", "bf16", "off"] = "auto"
     tta: bool = False
+    decision: Literal["argmax", "macro_f1"] = "argmax"
     num_workers: int = 0
     max_runtime: float = 0.0
     max_train_batches: int = 0

@@ -9,7 +9,8 @@ Files written into the run directory (atomically):
 - ``confusion_matrix_<split>.png``, ``confusion_matrix_<split>_normalized.png``, ``mistakes_<split>.png``.
 
 The artifact's ``model.json`` gets the fitted ``temperature``, the chosen ``decision_thresholds`` and the
-headline numbers in ``metrics`` (``<split>_accuracy`` …).
+headline numbers in ``metrics`` (``<split>_accuracy`` …); when its ``decision_rule`` is ``macro_f1``, also the
+``class_bias`` fitted for macro-F1 on val (:mod:`binsight.evaluation.decision`).
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def evaluate_run(
     from binsight.data.manifest import SPLITS, load_split
     from binsight.evaluation.gallery import Mistake, plot_mistakes
     from binsight.evaluation.plots import plot_confusion_matrix
-    from binsight.inference.predictor import Predictor, outputs_to_probs_np
+    from binsight.inference.predictor import Predictor
     from binsight.utils.io import atomic_write_json, atomic_write_text
 
     if split not in SPLITS:
@@ -174,6 +175,7 @@ def evaluate_run(
         raise DataError(f"no image of the {split} split could be read ({len(evaluated.skipped)} skipped)")
 
     temperature = float(meta.temperature)
+    class_bias = list(meta.class_bias)
     thresholds: dict[str, Any] = {**meta.decision_thresholds, "source": "artifact"}
     calibrated = False
     if calibrate and split != "val":
@@ -183,20 +185,25 @@ def evaluate_run(
             if not T_MIN * 1.01 < temperature < T_MAX * 0.99:
                 # At a bound the val NLL kept falling: val is tiny, or the model is near-uniform / memorised val.
                 log.warning("temperature %.3f is at the search bound [%g, %g]", temperature, T_MIN, T_MAX)
-            val_probs = outputs_to_probs_np(val.raw, meta.head, temperature)
+            if meta.decision_rule == "macro_f1":
+                from binsight.evaluation.decision import fit_class_bias
+
+                class_bias = fit_class_bias(predictor.probabilities(val.raw, temperature, []), val.y).tolist()
+            val_probs = predictor.probabilities(val.raw, temperature, class_bias)
             thresholds = choose_review_thresholds(val_probs, val.y, defaults=meta.decision_thresholds)
             calibrated = True
         else:
             log.warning("no readable val images: keeping temperature %.3f and the review band", temperature)
 
     raw, y = evaluated.raw, evaluated.y
-    probs_before = outputs_to_probs_np(raw, meta.head, 1.0)
-    probs = outputs_to_probs_np(raw, meta.head, temperature)
+    probs_before = predictor.probabilities(raw, 1.0, [])
+    probs = predictor.probabilities(raw, temperature, class_bias)
     pred = probs.argmax(axis=1)
     metrics = classification_metrics(y, pred, k, labels, probs=probs)
     metrics.update(
         split=split,
         temperature=temperature,
+        class_bias=class_bias,
         calibrated=calibrated,
         ece_before=expected_calibration_error(probs_before, y),
         ece_after=metrics["ece"],
@@ -223,6 +230,7 @@ def evaluate_run(
     # The artifact carries what every predictor needs: temperature, review band, headline numbers.
     if calibrated:
         meta.temperature = temperature
+        meta.class_bias = class_bias
         meta.decision_thresholds = {k_: float(thresholds[k_]) for k_ in ("review_low", "review_high")}
     meta.metrics = {**(meta.metrics or {}), **{f"{split}_{key}": metrics[key] for key in HEADLINE}}
     if calibrated:
