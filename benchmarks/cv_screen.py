@@ -77,8 +77,10 @@ def parse_exp(text: str) -> tuple[str, dict[str, str]]:
     return name.strip(), params
 
 
-def split_features(spec: str, split_dir: Path, root: Path, flip: bool) -> dict[str, np.ndarray]:
-    """Features of the fixed split's train, val and test rows for ``model:size`` (cached; timed when built)."""
+def split_features(
+    spec: str, split_dir: Path, root: Path, flip: bool, parts: tuple[str, ...] = ("train", "val")
+) -> dict[str, np.ndarray]:
+    """Features of the fixed split's ``parts`` for ``model:size`` (cached; timed when built)."""
     import torch
 
     from binsight.data.cache import build_decode_cache
@@ -92,7 +94,7 @@ def split_features(spec: str, split_dir: Path, root: Path, flip: bool) -> dict[s
     out = {}
     timing_file = root / "feature_timing.json"
     timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
-    for part in ("train", "val", "test"):
+    for part in parts:
         t0, c0 = time.monotonic(), time.process_time()
         decoded = build_decode_cache(rows[part], int(size), "letterbox", root / "cache", desc=f"decode {part}")
         feats, built = cached_features(
@@ -282,6 +284,31 @@ def summarise(folds: list[dict], classes: list[int]) -> dict:
     return out
 
 
+def ablation_table(entries: list[dict], reference: str) -> str:
+    """Markdown: each experiment's CV means and its macro-F1 gain over ``reference``, paired by fold (mean ± std)."""
+    ref = next((e for e in reversed(entries) if e["name"] == reference), None)
+    if ref is None:
+        raise SystemExit(f"no experiment named {reference!r} in the results")
+    lines = [
+        "| experiment | macro-F1 | gain vs " + reference + " (paired by fold) | accuracy | off-by-1 | RMSE | ECE "
+        "| F1 per count 1/2/3/4/5 | feature CPU min (pool) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    latest = {e["name"]: e for e in entries if e["folds"] == ref["folds"]}
+    for e in latest.values():
+        cv = e["cv"]
+        gain = np.array(cv["fold_macro_f1"]) - np.array(ref["cv"]["fold_macro_f1"])
+        cells = [f"{cv[k]['mean']:.3f} ± {cv[k]['std']:.3f}" for k in ("macro_f1",)]
+        cells.append(f"{gain.mean():+.3f} ± {gain.std(ddof=1):.3f}" if e is not ref else "—")
+        cells += [
+            f"{cv[k]['mean']:.3f}" if k != "rmse" else f"{cv[k]['mean']:.2f}" for k in SUMMARY_KEYS if k != "macro_f1"
+        ]
+        cells.append(" / ".join(f"{v:.2f}" for v in cv["per_class_f1"].values()))
+        cells.append("" if e["feature_cpu_min_pool"] is None else f"{e['feature_cpu_min_pool']:.1f}")
+        lines.append(f"| {e['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exp", action="append", default=[], help='"name: key=value ..." (repeatable)')
@@ -292,7 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0", help="comma-separated head seeds (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--table", metavar="REFERENCE", help="print the ablation table against this experiment")
     args = parser.parse_args(argv)
+    if args.table:
+        print(ablation_table(json.loads(args.results.read_text()), args.table))
+        return 0
 
     import torch
 

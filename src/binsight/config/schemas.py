@@ -90,7 +90,7 @@ class TrainConfig:
     model: ModelName = "resnet18"
     weights: str = "none"
     head: Literal["softmax", "ordinal"] = "softmax"
-    loss: Literal["ce", "weighted_ce", "focal", "ordinal"] = "ce"
+    loss: Literal["ce", "weighted_ce", "focal", "gce", "ordinal"] = "ce"
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
     img_size: int = 224
