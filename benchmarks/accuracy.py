@@ -178,6 +178,12 @@ def run_cv(recipe: str, fold_dirs: list[Path], folds: list[int], root: Path, dat
         e = run_recipe(recipe, fold_dirs[i], root, dataset, overrides, args.threads, tag=f"-cv{len(fold_dirs)}-f{i}")
         e["fold"] = i
         per_fold.append(e)
+    return summarise_cv(per_fold, overrides, len(fold_dirs))
+
+
+def summarise_cv(per_fold: list[dict], overrides: list[str], k: int) -> dict:
+    """One recipe's CV entry from its per-fold entries: mean ± std over the folds run."""
+    per_fold = sorted(per_fold, key=lambda e: e["fold"])
     labels = list(per_fold[0]["test_per_class_f1"])
     first = per_fold[0]
     return {
@@ -186,8 +192,8 @@ def run_cv(recipe: str, fold_dirs: list[Path], folds: list[int], root: Path, dat
         "overrides": overrides,
         "model": first["model"],
         "img_size": first["img_size"],
-        "folds_run": folds,
-        "k": len(fold_dirs),
+        "folds_run": [e["fold"] for e in per_fold],
+        "k": k,
         "cv": {key: mean_std([e["test"][key] for e in per_fold]) for key in CV_KEYS},
         "per_class_f1": {label: mean_std([e["test_per_class_f1"][label] for e in per_fold]) for label in labels},
         "train_cpu_minutes_per_fold": mean_std([e["train_cpu_minutes"] for e in per_fold]),
@@ -244,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         "--cv", type=int, nargs="?", const=5, default=0, metavar="K", help="K-fold cross-validation (alone: 5)"
     )
     parser.add_argument("--folds", default="", help="with --cv: comma-separated folds to run (default all)")
+    parser.add_argument(
+        "--report", action="store_true", help="with --cv: print the table of the result JSON, run nothing"
+    )
     args = parser.parse_args(argv)
     if args.cv == 1 or args.cv < 0:
         parser.error("--cv needs K >= 2 folds")
@@ -261,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.img_size:
         overrides.append(f"img_size={args.img_size}")
 
+    if args.cv and args.report:
+        out = args.out or RESULTS / f"accuracy_{args.dataset}_cv{args.cv}.json"
+        print(format_cv_table(merge_cv_entries(json.loads(out.read_text())["recipes"], args.cv)))
+        return 0
     split_dir, summary = make_split(args.dataset, root, args.synth_n)
     if args.cv:
         return main_cv(args, argv, root, split_dir, overrides)
@@ -313,24 +326,34 @@ def main_cv(args, argv, root: Path, split_dir: Path, overrides: list[str]) -> in
     entries = []
     for recipe in [r.strip() for r in args.recipes.split(",") if r.strip()]:
         entry = run_cv(recipe, fold_dirs, folds, root, args.dataset, args, overrides)
-        entry.update(command=command, date=date, machine=machine_info())
+        for fold in entry["per_fold"]:
+            fold.update(command=command, date=date, machine=machine_info())
         entries.append(entry)
         out = args.out or RESULTS / f"accuracy_{args.dataset}_cv{args.cv}.json"
         old = json.loads(out.read_text()) if out.is_file() and not args.fresh else {"recipes": []}
-        keys = {(e["recipe"], tuple(e["overrides"]), tuple(e["folds_run"])) for e in entries}
-        kept = [e for e in old["recipes"] if (e["recipe"], tuple(e["overrides"]), tuple(e["folds_run"])) not in keys]
+        kept = merge_cv_entries(old["recipes"] + entries, args.cv)
         report = {
             "benchmark": "accuracy-cv",
             "dataset": args.dataset,
             "k": args.cv,
             "folds": {d.name: json.loads((d / "split_summary.json").read_text())["totals"] for d in fold_dirs},
             "torch_threads": args.threads,
-            "recipes": kept + entries,
+            "recipes": kept,
         }
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
-    print(format_cv_table(entries))
+    print(format_cv_table(merge_cv_entries(entries, args.cv)))
     return 0
+
+
+def merge_cv_entries(entries: list[dict], k: int) -> list[dict]:
+    """One entry per (recipe, overrides): the folds of runs made one fold at a time are combined (later wins)."""
+    folds: dict[tuple, dict[int, dict]] = {}
+    for entry in entries:
+        key = (entry["recipe"], tuple(entry["overrides"]))
+        for fold in entry["per_fold"]:
+            folds.setdefault(key, {})[fold["fold"]] = fold
+    return [summarise_cv(list(per.values()), list(key[1]), k) for key, per in folds.items()]
 
 
 if __name__ == "__main__":
