@@ -93,7 +93,7 @@ def split_features(
     model = create_model(model_name, 5, weights="imagenet").eval()
     out = {}
     timing_file = root / "feature_timing.json"
-    timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
+    timing = {}
     for part in parts:
         t0, c0 = time.monotonic(), time.process_time()
         decoded = build_decode_cache(rows[part], int(size), "letterbox", root / "cache", desc=f"decode {part}")
@@ -116,7 +116,9 @@ def split_features(
                 "load_avg_1min": round(os.getloadavg()[0], 2),
             }
         out[part] = feats
-    timing_file.write_text(json.dumps(timing, indent=2) + "\n")
+    if timing:  # re-read first: other screens may have timed other features meanwhile
+        timing = {**(json.loads(timing_file.read_text()) if timing_file.is_file() else {}), **timing}
+        timing_file.write_text(json.dumps(timing, indent=2) + "\n")
     return out
 
 
