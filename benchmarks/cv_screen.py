@@ -15,7 +15,7 @@ trains in seconds. The head loop below is a probe for *screening*: it uses binsi
 optimiser and schedule, but it is not ``binsight train``; the shipped recipes are measured with the real
 trainer by ``benchmarks/accuracy.py --cv``.
 
-Experiment keys (defaults are ``configs/abid.yaml``'s): ``features`` (``model:size``, several joined by
+Experiment keys (defaults are ``configs/abid-softmax.yaml``'s): ``features`` (``model:size``, several joined by
 ``+`` are concatenated), ``head`` (softmax|ordinal), ``loss`` (ce|weighted_ce|focal|ordinal|gce),
 ``label_smoothing``, ``lr``, ``weight_decay``, ``epochs``, ``batch_size``, ``patience``, ``balance`` (0|1),
 ``dropout``, ``tta`` (0|1: mean of the image's and its mirror's outputs), ``bias`` (none|fit|prior:TAU: decision
@@ -301,15 +301,14 @@ def plot_accuracy_vs_cpu(entries: list[dict], root: Path, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     latest = {e["name"]: e for e in entries}
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(10, 7))
     for name, e in latest.items():
         x = cpu_minutes(e, root)
         if x is None:
             continue
         f1 = e["cv"]["macro_f1"]
         ax.errorbar(x, f1["mean"], yerr=f1["std"], fmt="o", capsize=3)
-        ax.annotate(name, (x, f1["mean"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
-    ax.set_xscale("log")
+        ax.annotate(name, (x, f1["mean"]), fontsize=6, xytext=(4, 2), textcoords="offset points")
     ax.set_xlabel("CPU minutes per fold (backbone features of the pool + head training; 2-core Xeon)")
     ax.set_ylabel(f"macro-F1, {next(iter(latest.values()))['folds']}-fold CV (mean ± std)")
     ax.set_title("abid-sample: lever screen on frozen-backbone features")

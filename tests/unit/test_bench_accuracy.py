@@ -46,9 +46,11 @@ def test_shipped_recipes_differ_where_the_benchmark_says():
     assert (seed.augment, seed.resize, seed.img_size, seed.patience) == ("none", "center_crop", 224, 5)
     assert not seed.freeze_backbone
     assert seed.model == ours.model == "efficientnet_lite0" and seed.weights == ours.weights == "imagenet"
-    assert (ours.resize, ours.loss) == ("letterbox", "weighted_ce")
-    # The head-only recipe must hit the trainer's feature-cache path.
-    assert ours.freeze_backbone and ours.augment == "none"
+    assert (ours.resize, ours.head, ours.loss, ours.decision) == ("letterbox", "ordinal", "ordinal", "macro_f1")
+    softmax = load_config(TrainConfig, REPO / "configs" / "abid-softmax.yaml")
+    assert (softmax.head, softmax.loss, softmax.decision) == ("softmax", "weighted_ce", "argmax")
+    # The head-only recipes must hit the trainer's feature-cache path.
+    assert ours.freeze_backbone and ours.augment == "none" and softmax.freeze_backbone and softmax.augment == "none"
 
 
 def test_format_table_lists_every_recipe(accuracy):
