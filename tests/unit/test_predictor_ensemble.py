@@ -79,3 +79,12 @@ def test_bias_free_artifacts_predict_as_before(tmp_path, batch):
     np.testing.assert_allclose(
         predictor.predict_proba(batch), outputs_to_probs_np(predictor.predict_outputs(batch), "softmax"), atol=1e-9
     )
+
+
+def test_an_ensemble_is_exported_member_by_member(tmp_path):
+    from binsight.inference.export import load_torch_model
+
+    ens = write_ensemble([tiny_artifact(tmp_path / "a", 0), tiny_artifact(tmp_path / "b", 1)], tmp_path / "ens")
+    with pytest.raises(BinsightError, match="export each member"):
+        load_torch_model(ens)
+    assert load_torch_model(ens / "members" / "0") is not None
