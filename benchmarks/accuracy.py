@@ -1,7 +1,7 @@
 """Accuracy benchmark: binsight's recipe vs the capstone report's recipe, trained and tested on one fixed split.
 
     .venv/bin/python benchmarks/accuracy.py [--dataset abid|synth] [--recipes seed-baseline,abid] [--epochs N]
-                                            [--set key=value ...] [--threads 2]
+                                            [--set key=value ...] [--threads 2] [--cv [K]] [--folds 0,1]
 
 ``--dataset abid`` (default) splits ``../shared/abid-sample/labels.csv`` once, stratified 80/10/10 with seed 42
 (``binsight.data.split.split_dataset``), into ``$BINSIGHT_BENCH_DIR/abid-split`` (default
@@ -14,6 +14,15 @@ Every recipe (``configs/<name>.yaml`` or a YAML path) is trained with ``binsight
 train split, early-stopped on val, and evaluated on the test split with
 ``binsight.evaluation.evaluate.evaluate_run`` (temperature fitted on val; accuracy and F1 do not depend on
 it). Results go to ``benchmarks/results/accuracy_<dataset>.json`` and a table is printed.
+
+``--cv K`` (``--cv`` alone: 5) cross-validates instead: the fixed split's train + val rows are dealt into K
+stratified folds, leak-free by sha256 (``binsight.data.split.write_kfold``, seed 0, written once to
+``$BINSIGHT_BENCH_DIR/<dataset>-cv<K>/fold<i>``). For fold i every recipe is trained with the real trainer on
+the other folds (less an inner val part, 10 % per class, for early stopping, temperature and decision
+thresholds) and scored on fold i by ``evaluate_run``; the fixed test split is not used. The report gives mean
+± std over folds of accuracy, macro-F1, per-class F1, off-by-one, RMSE and ECE, and the CPU minutes (process
+CPU time, all threads) of training one fold. ``--folds 0,2`` runs only some folds (a screening budget; the
+entry says which). Results go to ``benchmarks/results/accuracy_<dataset>_cv<K>.json``.
 """
 
 from __future__ import annotations
@@ -85,7 +94,9 @@ def recipe_path(name: str) -> Path:
     return path if path.suffix in (".yaml", ".yml") else REPO / "configs" / f"{name}.yaml"
 
 
-def run_recipe(recipe: str, split_dir: Path, root: Path, dataset: str, overrides: list[str], threads: int) -> dict:
+def run_recipe(
+    recipe: str, split_dir: Path, root: Path, dataset: str, overrides: list[str], threads: int, tag: str = ""
+) -> dict:
     """Train ``recipe`` on ``split_dir`` and evaluate it on the test split; returns the result entry."""
     import shutil
 
@@ -97,13 +108,13 @@ def run_recipe(recipe: str, split_dir: Path, root: Path, dataset: str, overrides
     path = recipe_path(recipe)
     cfg = load_config(TrainConfig, path, overrides)
     cfg = replace(cfg, data=str(split_dir), cache_dir=str(root / "cache"))
-    run_dir = root / "runs" / f"accuracy-{dataset}" / path.stem
+    run_dir = root / "runs" / f"accuracy-{dataset}{tag}" / path.stem
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a benchmark run always trains from scratch
     load_before = os.getloadavg()[0]
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), cpu_seconds()
     result = train(cfg, out=run_dir, handle_signals=False)
-    train_seconds = time.monotonic() - t0
+    train_seconds, train_cpu = time.monotonic() - t0, cpu_seconds() - cpu0
     t1 = time.monotonic()
     metrics = evaluate_run(run_dir, split="test", threads=threads)
     eval_seconds = time.monotonic() - t1
@@ -127,6 +138,7 @@ def run_recipe(recipe: str, split_dir: Path, root: Path, dataset: str, overrides
         "temperature": metrics["temperature"],
         "ece_before": metrics["ece_before"],
         "train_seconds": round(train_seconds, 1),
+        "train_cpu_minutes": round(train_cpu / 60, 2),
         "eval_seconds": round(eval_seconds, 1),
         "seconds_per_epoch": round(train_seconds / max(1, len(result.history)), 1),
         "load_avg_1min_before": round(load_before, 2),
@@ -135,6 +147,78 @@ def run_recipe(recipe: str, split_dir: Path, root: Path, dataset: str, overrides
         "run_dir": str(run_dir),
     }
     return entry
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children, all threads (what a recipe costs the machine)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    """``{"mean", "std"}`` (sample std; 0 for one value), rounded to 4 digits."""
+    import statistics
+
+    return {
+        "mean": round(statistics.fmean(values), 4),
+        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+    }
+
+
+CV_KEYS = ("accuracy", "macro_f1", "off_by_one", "rmse", "ece")
+
+
+def run_cv(recipe: str, fold_dirs: list[Path], folds: list[int], root: Path, dataset: str, args, overrides) -> dict:
+    """Train and score ``recipe`` on each requested fold; returns its CV entry (per fold and mean ± std)."""
+    per_fold = []
+    for i in folds:
+        print(f"== {recipe} fold {i} ({fold_dirs[i]})", flush=True)
+        e = run_recipe(recipe, fold_dirs[i], root, dataset, overrides, args.threads, tag=f"-cv{len(fold_dirs)}-f{i}")
+        e["fold"] = i
+        per_fold.append(e)
+    return summarise_cv(per_fold, overrides, len(fold_dirs))
+
+
+def summarise_cv(per_fold: list[dict], overrides: list[str], k: int) -> dict:
+    """One recipe's CV entry from its per-fold entries: mean ± std over the folds run."""
+    per_fold = sorted(per_fold, key=lambda e: e["fold"])
+    labels = list(per_fold[0]["test_per_class_f1"])
+    first = per_fold[0]
+    return {
+        "recipe": first["recipe"],
+        "config": first["config"],
+        "overrides": overrides,
+        "model": first["model"],
+        "img_size": first["img_size"],
+        "folds_run": [e["fold"] for e in per_fold],
+        "k": k,
+        "cv": {key: mean_std([e["test"][key] for e in per_fold]) for key in CV_KEYS},
+        "per_class_f1": {label: mean_std([e["test_per_class_f1"][label] for e in per_fold]) for label in labels},
+        "train_cpu_minutes_per_fold": mean_std([e["train_cpu_minutes"] for e in per_fold]),
+        "train_seconds_per_fold": mean_std([e["train_seconds"] for e in per_fold]),
+        "val_macro_f1": mean_std([e["val_macro_f1"] for e in per_fold]),
+        "per_fold": per_fold,
+    }
+
+
+def format_cv_table(entries: list[dict]) -> str:
+    """A Markdown table of the CV means ± std per recipe."""
+    lines = [
+        "| recipe | folds | acc | macro-F1 | off-by-1 | RMSE | ECE | F1 per class | train CPU min/fold |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        cells = [f"{e['cv'][k]['mean']:.3f} ± {e['cv'][k]['std']:.3f}" for k in CV_KEYS]
+        f1 = " / ".join(f"{v['mean']:.2f}" for v in e["per_class_f1"].values())
+        name = e["recipe"] + (f" ({' '.join(e['overrides'])})" if e["overrides"] else "")
+        lines.append(
+            f"| {name} | {len(e['folds_run'])}/{e['k']} | "
+            + " | ".join(cells)
+            + f" | {f1} | {e['train_cpu_minutes_per_fold']['mean']:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def format_table(entries: list[dict]) -> str:
@@ -162,7 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--out", type=Path, default=None, help="result JSON (default results/accuracy_<dataset>.json)")
     parser.add_argument("--fresh", action="store_true", help="drop recipes of an earlier run from the result JSON")
+    parser.add_argument(
+        "--cv", type=int, nargs="?", const=5, default=0, metavar="K", help="K-fold cross-validation (alone: 5)"
+    )
+    parser.add_argument("--folds", default="", help="with --cv: comma-separated folds to run (default all)")
+    parser.add_argument(
+        "--report", action="store_true", help="with --cv: print the table of the result JSON, run nothing"
+    )
     args = parser.parse_args(argv)
+    if args.cv == 1 or args.cv < 0:
+        parser.error("--cv needs K >= 2 folds")
 
     import torch
 
@@ -177,7 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.img_size:
         overrides.append(f"img_size={args.img_size}")
 
+    if args.cv and args.report:
+        out = args.out or RESULTS / f"accuracy_{args.dataset}_cv{args.cv}.json"
+        print(format_cv_table(merge_cv_entries(json.loads(out.read_text())["recipes"], args.cv)))
+        return 0
     split_dir, summary = make_split(args.dataset, root, args.synth_n)
+    if args.cv:
+        return main_cv(args, argv, root, split_dir, overrides)
     entries = []
     for recipe in [r.strip() for r in args.recipes.split(",") if r.strip()]:
         print(f"== {recipe} on {args.dataset} ({split_dir})", flush=True)
@@ -212,6 +311,49 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(entries))
     print(f"wrote {out}")
     return 0
+
+
+def main_cv(args, argv, root: Path, split_dir: Path, overrides: list[str]) -> int:
+    """``--cv K``: cross-validate every recipe; merge into ``results/accuracy_<dataset>_cv<K>.json``."""
+    from binsight.data.split import write_kfold
+
+    fold_dirs = write_kfold(split_dir, root / f"{args.dataset}-cv{args.cv}", k=args.cv, seed=0, val=0.1)
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(args.cv))
+    if any(not 0 <= f < args.cv for f in folds):
+        raise SystemExit(f"--folds must name folds 0..{args.cv - 1}")
+    command = "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    date = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    entries = []
+    for recipe in [r.strip() for r in args.recipes.split(",") if r.strip()]:
+        entry = run_cv(recipe, fold_dirs, folds, root, args.dataset, args, overrides)
+        for fold in entry["per_fold"]:
+            fold.update(command=command, date=date, machine=machine_info())
+        entries.append(entry)
+        out = args.out or RESULTS / f"accuracy_{args.dataset}_cv{args.cv}.json"
+        old = json.loads(out.read_text()) if out.is_file() and not args.fresh else {"recipes": []}
+        kept = merge_cv_entries(old["recipes"] + entries, args.cv)
+        report = {
+            "benchmark": "accuracy-cv",
+            "dataset": args.dataset,
+            "k": args.cv,
+            "folds": {d.name: json.loads((d / "split_summary.json").read_text())["totals"] for d in fold_dirs},
+            "torch_threads": args.threads,
+            "recipes": kept,
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_cv_table(merge_cv_entries(entries, args.cv)))
+    return 0
+
+
+def merge_cv_entries(entries: list[dict], k: int) -> list[dict]:
+    """One entry per (recipe, overrides): the folds of runs made one fold at a time are combined (later wins)."""
+    folds: dict[tuple, dict[int, dict]] = {}
+    for entry in entries:
+        key = (entry["recipe"], tuple(entry["overrides"]))
+        for fold in entry["per_fold"]:
+            folds.setdefault(key, {})[fold["fold"]] = fold
+    return [summarise_cv(list(per.values()), list(key[1]), k) for key, per in folds.items()]
 
 
 if __name__ == "__main__":

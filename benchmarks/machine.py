@@ -27,3 +27,13 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def append_result(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` to the JSON list in ``path``, re-read first: several sweeps may share one results file."""
+    import json
+
+    entries = json.loads(path.read_text()) if path.is_file() else []
+    entries.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=2) + "\n")

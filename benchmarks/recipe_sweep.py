@@ -14,13 +14,15 @@ Example (frozen-backbone heads on the feature cache train in seconds)::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import append_result  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(os.environ.get("BINSIGHT_BENCH_DIR", "/tmp/binsight-bench"))
@@ -82,11 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in [int(s) for s in args.seeds.split(",")]:
             row = run_experiment(args.base, args.data, name, overrides, seed, BENCH_DIR / "runs")
             row["base"] = str(args.base.relative_to(REPO)) if args.base.is_relative_to(REPO) else str(args.base)
-            # Re-read before each append: several sweeps may share one results file.
-            entries = json.loads(args.results.read_text()) if args.results.is_file() else []
-            entries.append(row)
-            args.results.parent.mkdir(parents=True, exist_ok=True)
-            args.results.write_text(json.dumps(entries, indent=2) + "\n")
+            append_result(args.results, row)
             print(
                 f"{name:<28} seed {seed}  val macro-F1 {row['val_macro_f1']:.4f}  acc {row['val_accuracy']:.4f}  "
                 f"epoch {row['best_epoch']}/{row['epochs_run']}  {row['train_seconds']:.0f}s",

@@ -46,9 +46,11 @@ def test_shipped_recipes_differ_where_the_benchmark_says():
     assert (seed.augment, seed.resize, seed.img_size, seed.patience) == ("none", "center_crop", 224, 5)
     assert not seed.freeze_backbone
     assert seed.model == ours.model == "efficientnet_lite0" and seed.weights == ours.weights == "imagenet"
-    assert (ours.resize, ours.loss) == ("letterbox", "weighted_ce")
-    # The head-only recipe must hit the trainer's feature-cache path.
-    assert ours.freeze_backbone and ours.augment == "none"
+    assert (ours.resize, ours.head, ours.loss, ours.decision) == ("letterbox", "ordinal", "ordinal", "macro_f1")
+    softmax = load_config(TrainConfig, REPO / "configs" / "abid-softmax.yaml")
+    assert (softmax.head, softmax.loss, softmax.decision) == ("softmax", "weighted_ce", "argmax")
+    # The head-only recipes must hit the trainer's feature-cache path.
+    assert ours.freeze_backbone and ours.augment == "none" and softmax.freeze_backbone and softmax.augment == "none"
 
 
 def test_format_table_lists_every_recipe(accuracy):
@@ -65,3 +67,21 @@ def test_format_table_lists_every_recipe(accuracy):
     lines = table.splitlines()
     assert len(lines) == 4
     assert lines[2].startswith("| abid (epochs=3) |") and lines[3].startswith("| seed-baseline |")
+
+
+def test_cv_summary_is_mean_and_sample_std_and_table_lists_folds(accuracy):
+    assert accuracy.mean_std([0.3, 0.5]) == {"mean": 0.4, "std": 0.1414}
+    assert accuracy.mean_std([0.25]) == {"mean": 0.25, "std": 0.0}
+    entry = {
+        "recipe": "abid",
+        "overrides": [],
+        "folds_run": [0, 1],
+        "k": 5,
+        "cv": {key: {"mean": 0.5, "std": 0.01} for key in accuracy.CV_KEYS},
+        "per_class_f1": {str(c): {"mean": 0.1 * c, "std": 0.0} for c in range(1, 6)},
+        "train_cpu_minutes_per_fold": {"mean": 1.25, "std": 0.1},
+    }
+    lines = accuracy.format_cv_table([entry]).splitlines()
+    assert len(lines) == 3
+    assert lines[2].startswith("| abid | 2/5 | 0.500 ± 0.010 |")
+    assert "0.10 / 0.20 / 0.30 / 0.40 / 0.50" in lines[2] and lines[2].endswith("| 1.2 |")

@@ -115,7 +115,8 @@ def test_gradients_flow_and_loss_decreases(name):
     width = 3 if name == "ordinal" else 4
     outputs = torch.randn(6, width, requires_grad=True)
     targets = torch.tensor([0, 1, 2, 3, 3, 0])
-    loss_fn = build_loss(name, 4, class_counts=[5, 3, 2, 1], label_smoothing=0.05)
+    smoothing = 0.0 if name == "gce" else 0.05  # gce refuses label smoothing
+    loss_fn = build_loss(name, 4, class_counts=[5, 3, 2, 1], label_smoothing=smoothing)
     opt = torch.optim.SGD([outputs], lr=0.5)
     first = loss_fn(outputs, targets)
     first.backward()
@@ -140,3 +141,24 @@ def test_build_loss_errors():
         build_loss("ce", 5, label_smoothing=1.0)
     with pytest.raises(BinsightError, match="focal_gamma"):
         build_loss("focal", 5, focal_gamma=-1.0)
+
+
+def test_gce_by_hand_and_its_limits():
+    from binsight.training.losses import GeneralizedCELoss
+
+    p = torch.softmax(LOGITS, dim=1)[torch.arange(len(TARGETS)), TARGETS]
+    expected = ((1 - p**0.7) / 0.7).mean()
+    assert build_loss("gce", 3)(LOGITS, TARGETS).item() == pytest.approx(expected.item(), rel=1e-6)
+    # q → 0 approaches cross-entropy; q = 1 is the mean absolute error of the true-class probability.
+    ce = torch.nn.functional.cross_entropy(LOGITS, TARGETS).item()
+    assert GeneralizedCELoss(q=1e-4)(LOGITS, TARGETS).item() == pytest.approx(ce, rel=1e-3)
+    assert GeneralizedCELoss(q=1.0)(LOGITS, TARGETS).item() == pytest.approx((1 - p).mean().item(), rel=1e-6)
+    # Class weights: a batch-weighted mean, like weighted cross-entropy.
+    counts = [10, 5, 1]
+    weighted = build_loss("gce", 3, class_counts=counts)(LOGITS, TARGETS)
+    w = class_weights(counts)[TARGETS]
+    assert weighted.item() == pytest.approx(((1 - p**0.7) / 0.7 * w).sum().item() / w.sum().item(), rel=1e-6)
+    with pytest.raises(BinsightError, match="label_smoothing"):
+        build_loss("gce", 3, label_smoothing=0.1)
+    with pytest.raises(BinsightError, match="q must be"):
+        GeneralizedCELoss(q=0.0)

@@ -99,7 +99,7 @@ class TrainConfig:
     model: ModelName = "resnet18"
     weights: str = "none"
     head: Literal["softmax", "ordinal"] = "softmax"
-    loss: Literal["ce", "weighted_ce", "focal", "ordinal"] = "ce"
+    loss: Literal["ce", "weighted_ce", "focal", "gce", "ordinal"] = "ce"
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
     img_size: int = 224
@@ -124,6 +124,7 @@ class TrainConfig:
     channels_last: bool = True
     amp: Literal["auto", "bf16", "off"] = "auto"
     tta: bool = False
+    decision: Literal["argmax", "macro_f1"] = "argmax"
     num_workers: int = 0
     max_runtime: float = 0.0
     max_train_batches: int = 0

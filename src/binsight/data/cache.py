@@ -67,6 +67,9 @@ class DecodedImages:
         key: the cache key.
         folder: the entry's folder.
         built: True when this call decoded the images, False when an existing entry was reused.
+        sha256: the rows' image digests in entry order (set by :func:`build_decode_cache`, which knows the rows),
+            so per-image caches (:mod:`binsight.training.features`) can share work between manifests.
+        resize: the resize policy of the entry ("" when unknown).
     """
 
     images: np.ndarray
@@ -74,6 +77,8 @@ class DecodedImages:
     key: str
     folder: Path
     built: bool = False
+    sha256: list[str] | None = None
+    resize: str = ""
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -158,6 +163,7 @@ def build_decode_cache(
     existing = open_decode_cache(final)
     if existing is not None:
         log.info("decode cache hit: %d images at %dpx (%s) from %s", len(existing), size, resize, final)
+        existing.sha256, existing.resize = [r.sha256 for r in rows], resize
         return existing
 
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +189,7 @@ def build_decode_cache(
     if opened is None:  # pragma: no cover - only if the file system loses our files
         raise DataError(f"decode cache entry {final} is unreadable right after writing it; check the disk")
     opened.built = True
+    opened.sha256, opened.resize = [r.sha256 for r in rows], resize
     log.info("decode cache built: %d images at %dpx (%s) in %s", len(opened), size, resize, final)
     return opened
 

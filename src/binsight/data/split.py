@@ -12,6 +12,11 @@ Rules:
   groups go to test, the next ``n_val`` to val, the rest to train, where for ``n`` groups
   ``n_val = floor(n * val + 0.5)`` (likewise ``n_test``), raised to 1 when ``n >= 3`` and the fraction is
   above 0, then lowered (the larger first, val on a tie) until train keeps at least one group.
+
+Cross-validation (:func:`kfold_split`, :func:`write_kfold`) follows the same rules over the rows of existing
+manifests: sha256 groups are the unit, per class they are sorted, shuffled by ``(seed, class)`` and dealt to
+the k folds in turn, each class continuing where the previous one stopped: per class and in total, fold sizes
+differ by at most one group.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 
 from binsight.config.schemas import SplitConfig
 from binsight.data.abid import Record, Scan, default_workers, read_dataset, threaded_map
-from binsight.data.manifest import SPLITS, ManifestRow, write_manifest
+from binsight.data.manifest import SPLITS, ManifestRow, load_split, write_manifest
 from binsight.errors import DataError
 
 
@@ -104,6 +109,125 @@ def assign_groups(groups: dict[str, list[Record]], cfg: SplitConfig) -> dict[str
     for rows in out.values():
         rows.sort(key=lambda r: str(r.image_path))
     return out
+
+
+def _row_groups(rows: list[ManifestRow]) -> dict[str, list[ManifestRow]]:
+    """Rows grouped by sha256; copies of one photo with different labels are an error (split first)."""
+    groups: dict[str, list[ManifestRow]] = defaultdict(list)
+    for row in rows:
+        groups[row.sha256].append(row)
+    for sha, members in groups.items():
+        if len({r.label for r in members}) > 1:
+            labels = sorted({r.label for r in members})
+            raise DataError(
+                f"copies of one image (sha256 {sha[:12]}…) carry different labels {labels}: "
+                "make the split with `binsight data split`, which resolves such conflicts"
+            )
+    return groups
+
+
+def kfold_split(rows: list[ManifestRow], k: int, seed: int = 0) -> list[list[ManifestRow]]:
+    """Deal manifest ``rows`` into ``k`` stratified folds of whole sha256 groups (see the module docstring).
+
+    The result depends only on the rows' (sha256, label) pairs and ``seed``, not on their order.
+
+    Raises:
+        DataError: ``k < 2``, fewer sha256 groups than folds, or copies of one image with different labels.
+    """
+    if k < 2:
+        raise DataError(f"cross-validation needs at least 2 folds, got {k}")
+    groups = _row_groups(rows)
+    if len(groups) < k:
+        raise DataError(f"{len(groups)} distinct images cannot fill {k} folds")
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for sha, members in groups.items():
+        by_class[members[0].label].append(sha)
+    folds: list[list[ManifestRow]] = [[] for _ in range(k)]
+    dealt = 0
+    for label in sorted(by_class):
+        shas = sorted(by_class[label])
+        random.Random(f"binsight-kfold:{seed}:{label}").shuffle(shas)
+        for sha in shas:
+            folds[dealt % k].extend(groups[sha])
+            dealt += 1
+    for fold in folds:
+        fold.sort(key=lambda r: str(r.path))
+    return folds
+
+
+def inner_val_split(rows: list[ManifestRow], val: float, seed: int) -> tuple[list[ManifestRow], list[ManifestRow]]:
+    """Split ``rows`` into (train, val) with :func:`split_counts`' rule per class, by whole sha256 groups."""
+    groups = _row_groups(rows)
+    by_class: dict[int, list[str]] = defaultdict(list)
+    for sha, members in groups.items():
+        by_class[members[0].label].append(sha)
+    train: list[ManifestRow] = []
+    held: list[ManifestRow] = []
+    for label in sorted(by_class):
+        shas = sorted(by_class[label])
+        random.Random(f"binsight-kfold-val:{seed}:{label}").shuffle(shas)
+        _, n_val, _ = split_counts(len(shas), val, 0.0)
+        for i, sha in enumerate(shas):
+            (held if i < n_val else train).extend(groups[sha])
+    return sorted(train, key=lambda r: str(r.path)), sorted(held, key=lambda r: str(r.path))
+
+
+def kfold_parts(
+    pool: list[ManifestRow], k: int = 5, seed: int = 0, val: float = 0.1
+) -> list[dict[str, list[ManifestRow]]]:
+    """The ``k`` cross-validation splits of ``pool``: ``{"train", "val", "test"}`` rows per fold.
+
+    ``test`` is fold i (the held-out fold the CV score is measured on); the other folds' rows are split again
+    into ``train`` and ``val`` (a ``val`` fraction per class, by sha256 group, seeded by ``seed + i``), so early
+    stopping, temperature and decision thresholds are fitted without seeing fold i.
+    """
+    folds = kfold_split(pool, k, seed)
+    parts = []
+    for i, held_out in enumerate(folds):
+        rest = [row for j, fold in enumerate(folds) if j != i for row in fold]
+        train, inner_val = inner_val_split(rest, val, seed + i)
+        parts.append({"train": train, "val": inner_val, "test": held_out})
+    return parts
+
+
+def write_kfold(split_dir: Path, out: Path, k: int = 5, seed: int = 0, val: float = 0.1) -> list[Path]:
+    """Write the :func:`kfold_parts` of the train + val rows of ``split_dir`` as folders ``out/fold<i>/``.
+
+    The split's own test rows are never used: they stay for the final comparison. Each folder is an ordinary
+    split folder (``binsight train --data out/fold0`` works) with a ``split_summary.json``.
+
+    Returns:
+        The fold folders, in fold order.
+    """
+    from binsight.utils.io import atomic_write_json
+
+    split_dir, out = Path(split_dir), Path(out)
+    source = load_split(split_dir)
+    pool = source["train"] + source["val"]
+    classes = sorted({r.label for r in pool})
+    dirs = []
+    for i, parts in enumerate(kfold_parts(pool, k, seed, val)):
+        folder = out / f"fold{i}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, rows in parts.items():
+            write_manifest(folder / f"{name}.csv", rows)
+        atomic_write_json(
+            folder / "split_summary.json",
+            {
+                "source": str(split_dir),
+                "kind": "kfold",
+                "fold": i,
+                "folds": k,
+                "seed": seed,
+                "classes": classes,
+                "counts": {
+                    name: {str(c): sum(r.label == c for r in rows) for c in classes} for name, rows in parts.items()
+                },
+                "totals": {name: len(rows) for name, rows in parts.items()},
+            },
+        )
+        dirs.append(folder)
+    return dirs
 
 
 def split_dataset(src: Path, out: Path, cfg: SplitConfig, show_progress: bool = True) -> dict[str, Any]:

@@ -10,9 +10,10 @@ Files written (atomically) into the run directory when the split is the run's ow
 - ``confusion_matrix_<split>.png``, ``confusion_matrix_<split>_normalized.png``, ``mistakes_<split>.png``.
 
 On the run's own data the artifact's ``model.json`` gets the headline numbers (``<split>_accuracy`` …) and, the
-first time, the fitted ``temperature`` and ``decision_thresholds``. A calibration that would change an already
-calibrated artifact, or one fitted on other data, is written as a new artifact version in ``<out>/artifact``
-instead, so a served model's probabilities never change under the same version.
+first time, the fitted ``temperature``, ``decision_thresholds`` and, when its ``decision_rule`` is ``macro_f1``,
+the ``class_bias`` fitted for macro-F1 on val (:mod:`binsight.evaluation.decision`). A calibration that would
+change an already calibrated artifact, or one fitted on other data, is written as a new artifact version in
+``<out>/artifact`` instead, so a served model's probabilities never change under the same version.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def evaluate_run(
     from binsight.data.manifest import SPLITS, load_split
     from binsight.evaluation.gallery import Mistake, plot_mistakes
     from binsight.evaluation.plots import plot_confusion_matrix
-    from binsight.inference.predictor import Predictor, outputs_to_probs_np
+    from binsight.inference.predictor import Predictor
     from binsight.utils.io import atomic_write_json, atomic_write_text
 
     if split not in SPLITS:
@@ -201,6 +202,7 @@ def evaluate_run(
         raise DataError(f"no image of the {split} split could be read ({len(evaluated.skipped)} skipped)")
 
     temperature = float(meta.temperature)
+    class_bias = list(meta.class_bias)
     thresholds: dict[str, Any] = {**meta.decision_thresholds, "source": "artifact"}
     calibrated = False
     if calibrate and split != "val":
@@ -210,20 +212,25 @@ def evaluate_run(
             if not T_MIN * 1.01 < temperature < T_MAX * 0.99:
                 # At a bound the val NLL kept falling: val is tiny, or the model is near-uniform / memorised val.
                 log.warning("temperature %.3f is at the search bound [%g, %g]", temperature, T_MIN, T_MAX)
-            val_probs = outputs_to_probs_np(val.raw, meta.head, temperature)
+            if meta.decision_rule == "macro_f1":
+                from binsight.evaluation.decision import fit_class_bias
+
+                class_bias = fit_class_bias(predictor.probabilities(val.raw, temperature, []), val.y).tolist()
+            val_probs = predictor.probabilities(val.raw, temperature, class_bias)
             thresholds = choose_review_thresholds(val_probs, val.y, defaults=meta.decision_thresholds)
             calibrated = True
         else:
             log.warning("no readable val images: keeping temperature %.3f and the review band", temperature)
 
     raw, y = evaluated.raw, evaluated.y
-    probs_before = outputs_to_probs_np(raw, meta.head, 1.0)
-    probs = outputs_to_probs_np(raw, meta.head, temperature)
+    probs_before = predictor.probabilities(raw, 1.0, [])
+    probs = predictor.probabilities(raw, temperature, class_bias)
     pred = probs.argmax(axis=1)
     metrics = classification_metrics(y, pred, k, labels, probs=probs)
     metrics.update(
         split=split,
         temperature=temperature,
+        class_bias=class_bias,
         calibrated=calibrated,
         ece_before=expected_calibration_error(probs_before, y),
         ece_after=metrics["ece"],
@@ -273,8 +280,11 @@ def _update_artifact(
     import shutil
 
     thresholds = {k: float(metrics["review_thresholds"][k]) for k in ("review_low", "review_high")}
+    bias = [float(b) for b in metrics.get("class_bias") or []]
     changes = calibrated and (
-        not np.isclose(meta.temperature, metrics["temperature"], rtol=1e-6) or meta.decision_thresholds != thresholds
+        not np.isclose(meta.temperature, metrics["temperature"], rtol=1e-6)
+        or meta.decision_thresholds != thresholds
+        or [float(b) for b in meta.class_bias or []] != bias
     )
     first_calibration = "ece_after" not in (meta.metrics or {})
     if not own_data and not changes:
@@ -282,6 +292,7 @@ def _update_artifact(
     if changes:
         meta.temperature = float(metrics["temperature"])
         meta.decision_thresholds = thresholds
+        meta.class_bias = bias
         meta.metrics = {**(meta.metrics or {}), "ece_before": metrics["ece_before"], "ece_after": metrics["ece_after"]}
     if own_data:
         meta.metrics = {**(meta.metrics or {}), **{f"{split}_{key}": metrics[key] for key in HEADLINE}}
@@ -290,7 +301,7 @@ def _update_artifact(
         return str(artifact_dir)
     import hashlib
 
-    digest = hashlib.sha256(f"{meta.temperature:.9f}{sorted(thresholds.items())}".encode()).hexdigest()[:8]
+    digest = hashlib.sha256(f"{meta.temperature:.9f}{sorted(thresholds.items())}{bias}".encode()).hexdigest()[:8]
     meta.version = f"{meta.version.split('+cal-')[0]}+cal-{digest}"
     target = out_dir / "artifact"
     if target.resolve() != artifact_dir.resolve():

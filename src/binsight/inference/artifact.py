@@ -34,6 +34,14 @@ class ArtifactMeta:
     temperature: float = 1.0
     # Inventory check: a prediction whose probability for the expected count lies in [low, high) is "review".
     decision_thresholds: dict[str, float] = field(default_factory=lambda: {"review_low": 0.2, "review_high": 0.5})
+    # Per-class offsets on log-probabilities after the temperature (binsight.evaluation.decision); [] = none.
+    class_bias: list[float] = field(default_factory=list)
+    # "argmax", or "macro_f1": evaluate fits class_bias for macro-F1 on val when it calibrates.
+    decision_rule: str = "argmax"
+    # Average the raw outputs of each image and its horizontal mirror.
+    tta_flip: bool = False
+    # Ensemble: artifact folders (relative to this one) whose raw outputs are averaged; [] = this folder's weights.
+    members: list[str] = field(default_factory=list)
     training_data_hash: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     version: str = ""

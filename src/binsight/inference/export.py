@@ -38,6 +38,11 @@ def load_torch_model(artifact_dir: Path):
     from binsight.models import create_model
 
     meta = read_meta(artifact_dir)
+    if meta.members:
+        raise BinsightError(
+            f"{artifact_dir} is an ensemble of {len(meta.members)} artifacts: export each member "
+            f"({', '.join(meta.members)}) instead; the Predictor averages their ONNX outputs like their torch ones"
+        )
     model = create_model(meta.architecture, meta.num_classes, weights="none", head=meta.head)
     model.load_state_dict(load_weights(artifact_dir))
     return model.eval()

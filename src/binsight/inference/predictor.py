@@ -1,8 +1,14 @@
 """The one Predictor: artifact → preprocessing → backend → probabilities → prediction JSON.
 
 ``binsight predict``, ``binsight evaluate``, the HTTP server and the pipeline's smoke test all go through
-:class:`Predictor`, so preprocessing (the artifact's eval preset), temperature scaling and the inventory
-check are defined here once.
+:class:`Predictor`, so preprocessing (the artifact's eval preset), test-time augmentation (flip averaging),
+ensembles, temperature scaling, decision thresholds and the inventory check are defined here once.
+
+The raw outputs of a batch are the mean over the artifact's ``members`` (an ensemble: each an artifact
+folder with its own weights; without members, the artifact's own weights) and, with ``tta_flip``, over each
+image and its mirror. Probabilities are ``outputs_to_probs(outputs / temperature)`` shifted by the
+artifact's ``class_bias`` (:func:`binsight.evaluation.decision.apply_class_bias`), so the arg-max of what
+every caller sees is the fitted decision.
 
 The network runs in a *backend*: any object with ``run(batch) -> outputs`` taking a float32 NCHW numpy
 array and returning the head's raw outputs as a numpy array. :class:`TorchBackend` lives here; other
@@ -173,7 +179,34 @@ class Predictor:
         )
         self._transform = eval_transform(self.preset)
         self.backend_name = backend
-        self.backend: Backend = make_backend(backend, self.meta, self.artifact_dir, threads, device)
+        self.backends: list[Backend] = [
+            make_backend(backend, member_meta, folder, threads, device) for folder, member_meta in self._members()
+        ]
+        self.backend: Backend = self.backends[0]
+
+    def _members(self) -> list[tuple[Path, ArtifactMeta]]:
+        """(folder, meta) of each network to run: the ensemble members, or the artifact itself.
+
+        Members may differ in architecture but must share the head, the classes and the preprocessing, since
+        one preprocessed batch and one temperature serve them all.
+        """
+        if not self.meta.members:
+            return [(self.artifact_dir, self.meta)]
+
+        def contract(m: ArtifactMeta) -> tuple:
+            return m.head, [str(c) for c in m.class_labels], m.input_size, m.resize, list(m.mean), list(m.std)
+
+        out = []
+        for name in self.meta.members:
+            folder = (self.artifact_dir / name).resolve()
+            meta = read_meta(folder)
+            if contract(meta) != contract(self.meta):
+                raise BinsightError(
+                    f"ensemble member {folder} does not match {self.artifact_dir / 'model.json'}: members must share "
+                    "the head, the classes and the preprocessing (input size, resize, mean, std)"
+                )
+            out.append((folder, meta))
+        return out
 
     # -- decode / preprocess -------------------------------------------------------------------------------
     def decode(self, data: bytes) -> Image.Image:
@@ -226,14 +259,31 @@ class Predictor:
 
     # -- predict ---------------------------------------------------------------------------------------------
     def predict_outputs(self, batch) -> np.ndarray:
-        """Raw head outputs for a float32 NCHW batch (tensor or array), before temperature scaling."""
+        """Raw head outputs for a float32 NCHW batch (tensor or array), before temperature scaling.
+
+        The mean over the ensemble members and, with ``tta_flip``, over the batch and its mirror.
+        """
         if hasattr(batch, "detach"):
             batch = batch.detach().cpu().numpy()
-        return np.asarray(self.backend.run(np.asarray(batch, dtype=np.float32)))
+        views = [np.asarray(batch, dtype=np.float32)]
+        if self.meta.tta_flip:
+            views.append(np.ascontiguousarray(views[0][..., ::-1]))
+        outs = [np.asarray(b.run(view)) for b in self.backends for view in views]
+        return outs[0] if len(outs) == 1 else np.mean(outs, axis=0, dtype=np.float64).astype(np.float32)
+
+    def probabilities(
+        self, outputs: np.ndarray, temperature: float | None = None, class_bias: Sequence[float] | None = None
+    ) -> np.ndarray:
+        """Raw outputs → (N, K) probabilities: temperature, then the decision offsets (artifact's by default)."""
+        from binsight.evaluation.decision import apply_class_bias
+
+        t = self.meta.temperature if temperature is None else temperature
+        bias = self.meta.class_bias if class_bias is None else class_bias
+        return apply_class_bias(outputs_to_probs_np(outputs, self.meta.head, t), bias or None)
 
     def predict_proba(self, batch) -> np.ndarray:
-        """(N, K) class probabilities for a float32 NCHW batch, with the artifact's temperature applied."""
-        return outputs_to_probs_np(self.predict_outputs(batch), self.meta.head, self.meta.temperature)
+        """(N, K) class probabilities for a float32 NCHW batch (temperature and decision offsets applied)."""
+        return self.probabilities(self.predict_outputs(batch))
 
     def predict_images(
         self, images: Sequence[Image.Image], expected_quantities: Sequence[int | None] | None = None

@@ -21,7 +21,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Modules whose import registers the built-in architectures; imported on first use, not at package import.
-_BUILTIN_MODULES = ("binsight.models.backbones", "binsight.models.lite0")
+_BUILTIN_MODULES = ("binsight.models.backbones", "binsight.models.lite")
 
 
 @dataclass

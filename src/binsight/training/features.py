@@ -4,6 +4,11 @@ With ``freeze_backbone: true`` and ``augment: none`` every epoch would push the 
 frozen backbone; instead the features are computed once and stored beside the decode cache, keyed by the
 decode-cache key, the model name and a digest of the backbone's weights (so a random-init backbone of another
 seed, or other pretrained weights, never reuses them), plus the normalisation and the flip used for TTA.
+
+Features are also kept per image in a *store* (``features/by-image/<key>/``, keyed by the model, its weights
+digest, normalisation, flip and the decode size and resize; rows are identified by the sha256 of their image),
+so a manifest whose images were featurised for another manifest (the folds of a cross-validation, a re-split,
+a tuning trial on a subset) computes only the images never seen before.
 """
 
 from __future__ import annotations
@@ -95,6 +100,49 @@ def compute_features(
     return torch.cat(out).numpy()
 
 
+def _store_dir(
+    root: Path,
+    decoded: DecodedImages,
+    model_name: str,
+    digest: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    flip: bool,
+) -> Path:
+    text = json.dumps(
+        {
+            "format": FEATURE_FORMAT,
+            "size": decoded.size,
+            "resize": decoded.resize,
+            "model": model_name,
+            "weights": digest,
+            "mean": list(mean),
+            "std": list(std),
+            "flip": flip,
+        }
+    )
+    return root / "features" / "by-image" / hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _store_read(folder: Path) -> dict[str, np.ndarray]:
+    """sha256 → feature row of every readable chunk in a store folder."""
+    rows: dict[str, np.ndarray] = {}
+    for chunk in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
+        try:
+            with np.load(chunk) as data:
+                rows.update(zip(data["sha256"].tolist(), data["features"], strict=True))
+        except (OSError, ValueError, KeyError):
+            log.warning("feature store chunk %s is damaged; ignoring it", chunk)
+    return rows
+
+
+def _store_add(folder: Path, shas: list[str], feats: np.ndarray) -> None:
+    if not shas:
+        return
+    name = hashlib.sha256("\n".join(shas).encode()).hexdigest()[:24]
+    atomic_write_with(folder / f"{name}.npz", lambda f: np.savez(f, sha256=np.array(shas), features=feats))
+
+
 def cached_features(
     model: torch.nn.Module,
     model_name: str,
@@ -115,17 +163,40 @@ def cached_features(
     """
     digest = weights_digest(cast("BinCounter", model).backbone)
     key = feature_key(decoded, model_name, digest, mean, std, flip)
-    path = cache_root(cache_dir) / "features" / f"{key}.npy"
+    root = cache_root(cache_dir)
+    path = root / "features" / f"{key}.npy"
+    by_image = decoded.sha256 is not None and decoded.resize != ""
+    store = _store_dir(root, decoded, model_name, digest, mean, std, flip) if by_image else None
     if path.is_file():
         try:
             feats = np.load(path)
             if feats.ndim == 2 and feats.shape[0] == len(decoded):
                 log.info("feature cache hit: %s features of %s from %s", feats.shape, model_name, path)
+                if store is not None and not (store / f"{key}.npz").is_file():
+                    atomic_write_with(
+                        store / f"{key}.npz", lambda f: np.savez(f, sha256=np.array(decoded.sha256), features=feats)
+                    )
                 return feats, False
         except (OSError, ValueError):
             pass
         log.warning("feature cache entry %s is damaged; recomputing it", path)
-    feats = compute_features(model, decoded.images, mean, std, device, batch_size, flip, channels_last, desc)
+    known = _store_read(store) if store is not None else {}
+    shas = decoded.sha256 or []
+    todo = [i for i, sha in enumerate(shas) if sha not in known] if store is not None else list(range(len(decoded)))
+    if todo or len(decoded) == 0:
+        images = decoded.images if len(todo) == len(decoded) else decoded.images[np.array(todo)]
+        fresh = compute_features(model, images, mean, std, device, batch_size, flip, channels_last, desc)
+    else:
+        fresh = np.zeros((0, 0), dtype=np.float32)
+    if store is not None:
+        _store_add(store, [shas[i] for i in todo], fresh)
+        known.update(zip([shas[i] for i in todo], fresh, strict=True))
+        feats = np.stack([known[sha] for sha in shas]) if shas else fresh
+        log.info(
+            "feature store: %d of %d images of %s already featurised", len(shas) - len(todo), len(shas), model_name
+        )
+    else:
+        feats = fresh
     atomic_write_with(path, lambda f: np.save(f, feats))
     log.info("feature cache built: %s features of %s in %s", feats.shape, model_name, path)
-    return feats, True
+    return feats, bool(todo)

@@ -1,4 +1,4 @@
-"""Training losses: ``ce``, ``weighted_ce``, ``focal`` (softmax head) and ``ordinal`` (CORAL, ordinal head).
+"""Training losses: ``ce``, ``weighted_ce``, ``focal``, ``gce`` (softmax head) and ``ordinal`` (CORAL, ordinal head).
 
 Every loss is a module called as ``loss(outputs, targets)`` with ``targets`` class indices 0..K-1 and the mean
 over the batch as result.
@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from binsight.errors import BinsightError
 
-LOSSES = ("ce", "weighted_ce", "focal", "ordinal")
+LOSSES = ("ce", "weighted_ce", "focal", "gce", "ordinal")
+GCE_Q = 0.7  # Zhang & Sabuncu's default: between CE (q → 0) and MAE (q = 1)
 WEIGHTINGS = ("inverse", "effective")
 
 
@@ -80,6 +81,35 @@ class FocalLoss(nn.Module):
         return (per_class * alpha).sum() / alpha[targets].sum()
 
 
+class GeneralizedCELoss(nn.Module):
+    """Generalized cross-entropy (Zhang & Sabuncu 2018): ``(1 - p_y^q) / q``, robust to noisy labels.
+
+    As ``q → 0`` it becomes cross-entropy; at ``q = 1`` it is the mean absolute error of the probabilities, which
+    ignores confidently contradicted (likely mislabelled) samples. ABID's counts are the warehouse system's, not
+    a visual count, so some labels are wrong. The batch mean is weighted like :class:`FocalLoss`.
+
+    Args:
+        q: In (0, 1].
+        alpha: Optional per-class weights (K,).
+    """
+
+    def __init__(self, q: float = GCE_Q, alpha: Tensor | None = None) -> None:
+        super().__init__()
+        if not 0 < q <= 1:
+            raise BinsightError(f"the generalized cross-entropy q must be in (0, 1], got {q}")
+        self.q = q
+        self.register_buffer("alpha", alpha.float() if alpha is not None else None)
+
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        p_true = F.softmax(outputs.float(), dim=1).gather(1, targets[:, None]).squeeze(1)
+        per_sample = (1.0 - p_true.clamp_min(1e-12).pow(self.q)) / self.q
+        alpha = self.alpha
+        if not isinstance(alpha, Tensor):
+            return per_sample.mean()
+        w = alpha.to(outputs.device)[targets]
+        return (per_sample * w).sum() / w.sum()
+
+
 def ordinal_targets(targets: Tensor, num_classes: int) -> Tensor:
     """(N,) class indices → (N, K-1) binary levels, ``levels[:, k] = 1`` iff ``y > k``."""
     thresholds = torch.arange(num_classes - 1, device=targets.device)
@@ -131,10 +161,10 @@ def build_loss(
     """Create a loss module by name.
 
     Args:
-        name: ``ce``, ``weighted_ce``, ``focal`` or ``ordinal``.
+        name: ``ce``, ``weighted_ce``, ``focal``, ``gce`` or ``ordinal``.
         num_classes: K.
-        class_counts: Training samples per class. Required by ``weighted_ce``; ``focal`` uses them as alpha
-            when given; ``ce`` and ``ordinal`` ignore them.
+        class_counts: Training samples per class. Required by ``weighted_ce``; ``focal`` and ``gce`` use them
+            as class weights when given; ``ce`` and ``ordinal`` ignore them.
         label_smoothing: In [0, 1).
         focal_gamma: Focal loss focusing parameter.
         weighting: How counts become class weights: ``inverse`` or ``effective`` (see :func:`class_weights`).
@@ -158,6 +188,10 @@ def build_loss(
         return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
     if name == "focal":
         return FocalLoss(focal_gamma, weights, label_smoothing)
+    if name == "gce":
+        if label_smoothing > 0:
+            raise BinsightError("loss gce does not take label_smoothing (it is already robust to noisy labels)")
+        return GeneralizedCELoss(GCE_Q, weights)
     if name == "ordinal":
         return OrdinalLoss(num_classes, label_smoothing=label_smoothing)
     raise BinsightError(f"unknown loss {name!r}: expected one of {', '.join(LOSSES)}")

@@ -328,6 +328,8 @@ def export_artifact(trainer: Trainer, run_dir: Path, best_epoch: int) -> Path:
         mean=list(trainer.mean),
         std=list(trainer.std),
         training_data_hash=trainer.data.data_hash,
+        decision_rule=cfg.decision,
+        tta_flip=cfg.tta,
         metrics=metrics,
         version=f"{run_dir.name}-{state_digest(best['model'])[:12]}",
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),

