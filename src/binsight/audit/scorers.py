@@ -87,8 +87,8 @@ def resolve_endpoint(name_or_url: str) -> tuple[str, dict[str, float] | None]:
     """
     if name_or_url.startswith(("http://", "https://")):
         return name_or_url, None
-    from binsight.inference.artifact import read_meta
     from binsight.endpoints.api import describe_endpoint
+    from binsight.inference.artifact import read_meta
 
     info = describe_endpoint(name_or_url, ping=False)
     thresholds = None
