@@ -187,14 +187,14 @@ def _print_json(data: object) -> None:
 
 
 class WaitProgress:
-    """Shows a wait for an endpoint on stderr: a live status line on a terminal (tqdm), a line every
-    ``every`` seconds otherwise, nothing with ``BINSIGHT_NO_PROGRESS=1``."""
+    """Shows a wait for an endpoint on stderr: a live status line on a terminal (tqdm), otherwise a line at
+    once and then every ``every`` seconds; nothing with ``BINSIGHT_NO_PROGRESS=1``."""
 
     def __init__(self, name: str, every: float = 10.0) -> None:
         self.name = name
         self.every = every
         self.quiet = os.environ.get("BINSIGHT_NO_PROGRESS") == "1"
-        self.last_line = 0.0
+        self.last_line = -every
         self.bar: Any = None
         if not self.quiet and sys.stderr.isatty():
             from binsight.utils.progress import progress

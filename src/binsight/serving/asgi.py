@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -280,6 +281,8 @@ def create_app(
         name = str(request.path_params["name"])
         if config.endpoint_name and name != config.endpoint_name:
             request.state.error_code = "unknown_endpoint"
+            with contextlib.suppress(ApiError):  # read the body, so the connection stays usable (keep-alive)
+                await read_body(request, config.max_body_bytes, config.body_timeout)
             return runtime_error("ValidationError", 400, {"Message": f"Endpoint {name[:200]} not found."})
         try:
             return await invoke(request)
