@@ -40,13 +40,15 @@ def server(artifact, tmp_path_factory):
 def runtime(server):
     import boto3
 
-    return boto3.client(
+    client = boto3.client(
         "sagemaker-runtime",
         endpoint_url=server.url,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+    yield client
+    client.close()
 
 
 def test_boto3_gets_model_error_with_the_original_status_and_message(runtime):
