@@ -26,6 +26,7 @@ from PIL import Image
 from binsight.endpoints import procs
 from binsight.endpoints.api import (
     create_endpoint,
+    delete_endpoint,
     describe_endpoint,
     invoke_endpoint,
     list_endpoints,
@@ -129,20 +130,21 @@ def test_cli_create_invoke_list_describe(home, artifacts, tmp_path):
 def test_boto3_on_the_endpoint_knows_its_name(home, artifacts):
     import boto3
 
-    info = demo(artifacts)
+    info = create_endpoint("named", artifacts[0])  # its own endpoint: the demo's port checks stay its own
     runtime = boto3.client("sagemaker-runtime", endpoint_url=info["url"], region_name="us-east-1",
                            aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
     try:
-        answer = runtime.invoke_endpoint(EndpointName="demo", Body=jpeg(1), ContentType="image/jpeg")
+        answer = runtime.invoke_endpoint(EndpointName="named", Body=jpeg(1), ContentType="image/jpeg")
         assert json.loads(answer["Body"].read())["model"]["version"] == "v1"
         with pytest.raises(runtime.exceptions.ClientError) as caught:
-            runtime.invoke_endpoint(EndpointName="other", Body=jpeg(1), ContentType="image/jpeg")
+            runtime.invoke_endpoint(EndpointName="demo", Body=jpeg(1), ContentType="image/jpeg")
         assert caught.value.response["Error"]["Code"] == "ValidationError"
         with pytest.raises(runtime.exceptions.ModelError) as bad:
-            runtime.invoke_endpoint(EndpointName="demo", Body=b"not a jpeg", ContentType="image/jpeg")
+            runtime.invoke_endpoint(EndpointName="named", Body=b"not a jpeg", ContentType="image/jpeg")
         assert bad.value.response["OriginalStatusCode"] == 400
     finally:
-        runtime.close()  # no kept-alive connection of this process may hold the endpoint's port after a delete
+        runtime.close()
+        delete_endpoint("named")
 
 
 def test_killed_server_is_restarted_and_ping_tells_the_truth(home, artifacts):
