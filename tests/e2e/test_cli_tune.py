@@ -104,7 +104,7 @@ def test_parallel_workers_run_the_budget_exactly_once(split, tmp_path):
     out = tmp_path / "par"
     # the first trial waits after epoch 1 until a second has got there, which only the other worker can start
     env = held_env(tmp_path, epoch=1, barrier=2)
-    run_cli("tune", "--data", split, "--trials", "4", "--jobs", "2", "--out", out, *TINY_TUNE, env=env)
+    run_cli("tune", "--data", split, "--trials", "4", "--workers", "2", "--out", out, *TINY_TUNE, env=env)
     rows = read_trials(out)
     numbers = [int(r["trial"]) for r in rows]
     assert sorted(numbers) == [0, 1, 2, 3]  # exactly the budget, no duplicate trial

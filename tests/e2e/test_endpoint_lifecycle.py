@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -25,6 +26,7 @@ from PIL import Image
 from binsight.endpoints import procs
 from binsight.endpoints.api import (
     create_endpoint,
+    delete_endpoint,
     describe_endpoint,
     invoke_endpoint,
     list_endpoints,
@@ -32,7 +34,7 @@ from binsight.endpoints.api import (
 )
 from binsight.endpoints.store import EndpointRegistry
 from binsight.utils.net import free_port
-from tests.conftest import run_cli
+from tests.conftest import cli_env, run_cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -99,9 +101,11 @@ def test_cli_create_invoke_list_describe(home, artifacts, tmp_path):
         run_cli("endpoint", "delete", "demo")
     image = tmp_path / "bin.jpg"
     image.write_bytes(jpeg())
-    created = run_cli("endpoint", "create", "demo", "--model", artifacts[0], timeout=90)
+    env = {k: v for k, v in cli_env().items() if k != "BINSIGHT_NO_PROGRESS"}  # progress lines on (not a tty)
+    created = run_cli("endpoint", "create", "demo", "--model", artifacts[0], "--startup-timeout", "80", env=env)
     url = created.stdout.strip()
     assert url.startswith("http://127.0.0.1:") and "InService" in created.stderr
+    assert re.search(r"^endpoint demo: Creating \(\d+ s\)$", created.stderr, re.M), created.stderr
 
     pred = json.loads(run_cli("endpoint", "invoke", "demo", image, "--expected-quantity", "3").stdout)
     assert pred["model"] == {"name": "tiny", "version": "v1"}
@@ -114,9 +118,33 @@ def test_cli_create_invoke_list_describe(home, artifacts, tmp_path):
 
     info = json.loads(run_cli("endpoint", "describe", "demo").stdout)
     assert info["status"] == "InService" and info["ping"] == {"status_code": 200, "healthy": True}
+    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    assert re.fullmatch(iso, info["created_at"]) and re.fullmatch(iso, info["updated_at"])
+    [listed] = json.loads(run_cli("endpoint", "list", "--json").stdout)
+    assert listed["created_at"] == info["created_at"]
     assert info["url"] == url and info["artifact"] == str(artifacts[0].resolve()) and info["restarts"] == 0
     assert Path(info["logs"]["server"]).is_file() and Path(info["logs"]["supervisor"]).is_file()
     assert len(alive_pids([info["supervisor_pid"], info["server_pid"]])) == 2
+
+
+def test_boto3_on_the_endpoint_knows_its_name(home, artifacts):
+    import boto3
+
+    info = create_endpoint("named", artifacts[0])  # its own endpoint: the demo's port checks stay its own
+    runtime = boto3.client("sagemaker-runtime", endpoint_url=info["url"], region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    try:
+        answer = runtime.invoke_endpoint(EndpointName="named", Body=jpeg(1), ContentType="image/jpeg")
+        assert json.loads(answer["Body"].read())["model"]["version"] == "v1"
+        with pytest.raises(runtime.exceptions.ClientError) as caught:
+            runtime.invoke_endpoint(EndpointName="demo", Body=jpeg(1), ContentType="image/jpeg")
+        assert caught.value.response["Error"]["Code"] == "ValidationError"
+        with pytest.raises(runtime.exceptions.ModelError) as bad:
+            runtime.invoke_endpoint(EndpointName="named", Body=b"not a jpeg", ContentType="image/jpeg")
+        assert bad.value.response["OriginalStatusCode"] == 400
+    finally:
+        runtime.close()
+        delete_endpoint("named")
 
 
 def test_killed_server_is_restarted_and_ping_tells_the_truth(home, artifacts):
@@ -192,7 +220,7 @@ def test_cli_delete_stops_processes_and_frees_the_port(home, artifacts):
     info = demo(artifacts)
     pids = procs.group_members(info["supervisor_pid"])
     assert info["supervisor_pid"] in pids and info["server_pid"] in pids
-    deleted = run_cli("endpoint", "delete", "demo")
+    deleted = run_cli("endpoint", "delete", "demo", "--grace-period", "15")
     assert "deleted endpoint demo" in deleted.stdout and "deleted model demo-model-" in deleted.stdout
     assert alive_pids(pids) == [] and can_bind(info["port"])
     assert "no endpoint named 'demo'" in run_cli("endpoint", "describe", "demo", check=False).stderr
@@ -226,7 +254,7 @@ def test_cleanup_stops_everything_and_is_idempotent(home, artifacts):
     pids = procs.group_members(ready["supervisor_pid"]) + procs.group_members(starting["supervisor_pid"])
     assert len(alive_pids(pids)) == 4  # two supervisors, two model servers
 
-    out = run_cli("cleanup").stdout
+    out = run_cli("cleanup", "--timeout", "15").stdout  # the old spelling of --grace-period
     for name in ("demo", "starting", "stale"):
         assert f"deleted endpoint {name}\n" in out
     assert out.count("deleted endpoint config ") >= 3 and out.count("deleted model ") >= 3

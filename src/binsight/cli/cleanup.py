@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from binsight.cli.endpoint import add_grace_period
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "cleanup",
         help="delete every endpoint, endpoint config and model record and stop their processes",
         description="The clean-up step: stop every endpoint's supervisor and model servers (SIGTERM, then "
-        "SIGKILL after --timeout), free their ports and remove all endpoint, endpoint config and model records "
+        "SIGKILL after --grace-period), free their ports and remove all endpoint, endpoint config and model records "
         "from $BINSIGHT_HOME/endpoints.db, stale ones included. Prints what it removed; running it again "
         "removes nothing and exits 0. Logs under $BINSIGHT_HOME/endpoints/ are kept.",
     )
-    parser.add_argument("--timeout", type=float, default=20, help="seconds between SIGTERM and SIGKILL (default 20)")
+    add_grace_period(parser)
     parser.add_argument("--json", action="store_true", help="print what was removed as JSON")
     parser.set_defaults(func=handler)
 
@@ -23,7 +25,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def handler(args: argparse.Namespace) -> int:
     from binsight.endpoints.api import cleanup
 
-    print_removed(cleanup(timeout=args.timeout), args.json)
+    print_removed(cleanup(timeout=args.grace_period), args.json)
     return 0
 
 

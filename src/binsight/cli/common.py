@@ -29,6 +29,12 @@ def add_config_args(parser: argparse.ArgumentParser, default_config: str | None 
     )
 
 
+def add_hidden_alias(parser: argparse.ArgumentParser, old: str, dest: str, type: Any = None) -> None:
+    """Accept ``old`` as an unlisted spelling of the option stored in ``dest`` (it keeps old command lines
+    working; ``--help`` shows only the current name, whose default stays in force)."""
+    parser.add_argument(old, dest=dest, type=type, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def load_stage_config(cls: type[T], args: argparse.Namespace, extra: dict[str, Any] | None = None) -> T:
     """Build config ``cls`` from ``--config``, then explicit CLI flags in ``extra``, then ``key=value``."""
     from binsight.config import load_config

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from binsight.cli.common import add_hidden_alias
 from binsight.endpoints.config import DEFAULT_MAX_RESTARTS, DEFAULT_STARTUP_TIMEOUT_S
 from binsight.inference.backends import backend_names
 
@@ -44,10 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=_quiet(create))
 
     p = actions.add_parser("list", help="table of endpoints: name, status, health, url, model, restarts, age")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table (times as ISO 8601 UTC)")
     p.set_defaults(func=_quiet(list_))
 
-    p = actions.add_parser("describe", help="every field of an endpoint as JSON, with a live /ping")
+    p = actions.add_parser(
+        "describe", help="every field of an endpoint as JSON (times as ISO 8601 UTC), with a live /ping"
+    )
     p.add_argument("name")
     p.set_defaults(func=_quiet(describe))
 
@@ -69,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = actions.add_parser("delete", help="stop an endpoint and remove its endpoint, config and model records")
     p.add_argument("name")
-    p.add_argument("--timeout", type=float, default=20, help="seconds between SIGTERM and SIGKILL (default 20)")
+    add_grace_period(p)
     p.set_defaults(func=_quiet(delete))
 
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
@@ -99,10 +104,34 @@ def _add_max_restarts(p: argparse.ArgumentParser, default: int | None) -> None:
 
 
 def _add_wait(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True, help="wait until InService (default)")
     p.add_argument(
-        "--timeout", type=float, default=None, help=f"seconds the model server gets to start (default {default})"
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wait until InService, showing progress on stderr (default; BINSIGHT_NO_PROGRESS=1 hides it)",
     )
+    p.add_argument(
+        "--startup-timeout",
+        dest="startup_timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"seconds the model server gets to answer /ping 200 (default {default})",
+    )
+    add_hidden_alias(p, "--timeout", "startup_timeout", float)
+
+
+def add_grace_period(p: argparse.ArgumentParser) -> None:
+    """``--grace-period S`` (old spelling ``--timeout``): seconds between SIGTERM and SIGKILL."""
+    p.add_argument(
+        "--grace-period",
+        dest="grace_period",
+        type=float,
+        default=20,
+        metavar="S",
+        help="seconds processes get to finish after SIGTERM before SIGKILL (default 20)",
+    )
+    add_hidden_alias(p, "--timeout", "grace_period", float)
 
 
 def _add_serve_config(p: argparse.ArgumentParser) -> None:
@@ -143,22 +172,67 @@ def _quiet_http_logs() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def iso_time(epoch: float) -> str:
+    """``1795936323.4`` → ``"2026-11-29T07:12:03Z"`` (UTC, whole seconds)."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def with_iso_times(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with its epoch ``*_at`` fields as ISO 8601 UTC strings."""
+    return {k: iso_time(v) if k.endswith("_at") and isinstance(v, int | float) else v for k, v in row.items()}
+
+
 def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+class WaitProgress:
+    """Shows a wait for an endpoint on stderr: a live status line on a terminal (tqdm), otherwise a line at
+    once and then every ``every`` seconds; nothing with ``BINSIGHT_NO_PROGRESS=1``."""
+
+    def __init__(self, name: str, every: float = 10.0) -> None:
+        self.name = name
+        self.every = every
+        self.quiet = os.environ.get("BINSIGHT_NO_PROGRESS") == "1"
+        self.last_line = -every
+        self.bar: Any = None
+        if not self.quiet and sys.stderr.isatty():
+            from binsight.utils.progress import progress
+
+            self.bar = progress(total=None, bar_format="{desc} {elapsed}", desc=f"endpoint {name}: starting")
+
+    def __call__(self, status: str, waited: float) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.set_description_str(f"endpoint {self.name}: {status}")
+            self.bar.update(0)
+        elif waited - self.last_line >= self.every:
+            self.last_line = waited
+            print(f"endpoint {self.name}: {status} ({waited:.0f} s)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def create(args: argparse.Namespace) -> int:
     from binsight.endpoints.api import create_endpoint
 
-    info = create_endpoint(
-        args.name,
-        args.model,
-        port=args.port,
-        host=args.host,
-        wait=args.wait,
-        timeout=args.timeout,
-        **{"max_restarts": args.max_restarts, **_settings(args)},
-    )
+    shown = WaitProgress(args.name)
+    try:
+        info = create_endpoint(
+            args.name,
+            args.model,
+            port=args.port,
+            host=args.host,
+            wait=args.wait,
+            timeout=args.startup_timeout,
+            on_wait=shown,
+            **{"max_restarts": args.max_restarts, **_settings(args)},
+        )
+    finally:
+        shown.close()
     print(f"endpoint {info['name']}: {info['status']} at {info['url']}", file=sys.stderr)
     print(info["url"])
     return 0
@@ -198,7 +272,7 @@ def list_(args: argparse.Namespace) -> int:
 
     rows = list_endpoints()
     if args.json:
-        _print_json(rows)
+        _print_json([with_iso_times(row) for row in rows])
     elif rows:
         print(format_table(rows))
     else:
@@ -209,7 +283,7 @@ def list_(args: argparse.Namespace) -> int:
 def describe(args: argparse.Namespace) -> int:
     from binsight.endpoints.api import describe_endpoint
 
-    _print_json(describe_endpoint(args.name))
+    _print_json(with_iso_times(describe_endpoint(args.name)))
     return 0
 
 
@@ -231,7 +305,13 @@ def update(args: argparse.Namespace) -> int:
     from binsight.endpoints.api import update_endpoint
 
     settings = {"max_restarts": args.max_restarts, **_settings(args)}
-    info = update_endpoint(args.name, args.model, wait=args.wait, timeout=args.timeout, **settings)
+    shown = WaitProgress(args.name)
+    try:
+        info = update_endpoint(
+            args.name, args.model, wait=args.wait, timeout=args.startup_timeout, on_wait=shown, **settings
+        )
+    finally:
+        shown.close()
     config = info["pending_config"] or info["config_name"]
     verb = "switching to" if info["pending_config"] else "with"
     print(f"endpoint {info['name']}: {info['status']} {verb} {config} at {info['url']}", file=sys.stderr)
@@ -242,7 +322,7 @@ def update(args: argparse.Namespace) -> int:
 def delete(args: argparse.Namespace) -> int:
     from binsight.endpoints.api import delete_endpoint
 
-    removed = delete_endpoint(args.name, timeout=args.timeout)
+    removed = delete_endpoint(args.name, timeout=args.grace_period)
     for kind in ("endpoints", "endpoint_configs", "models"):
         for name in removed[kind]:
             print(f"deleted {kind[:-1].replace('_', ' ')} {name}")

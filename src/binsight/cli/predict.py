@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from binsight.cli.common import OVERRIDE, add_config_args, load_stage_config
+from binsight.inference.backends import backend_names
 from binsight.inference.outputs import FORMATS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -43,7 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--save", type=Path, metavar="DIR", help="also save each photo with its predicted count and confidence drawn"
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: $OMP_NUM_THREADS, else all CPUs)")
-    parser.add_argument("--backend", help="inference backend: torch (default), onnx, onnx-int8")
+    parser.add_argument(
+        "--backend",
+        choices=backend_names(),
+        help="inference engine (default torch; onnx/onnx-int8 need `binsight export --format onnx [--int8]`)",
+    )
     add_config_args(parser)
     parser.set_defaults(func=handler)
 

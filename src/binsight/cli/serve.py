@@ -29,6 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=None,
         help="inference engine (default torch; onnx/onnx-int8 need `binsight export --format onnx [--int8]`)",
     )
+    parser.add_argument(
+        "--endpoint-name",
+        default=None,
+        metavar="NAME",
+        help="answer POST /endpoints/NAME/invocations for this NAME only, other names get SageMaker's "
+        "ValidationError (default: any name; `binsight endpoint` servers get their endpoint's name)",
+    )
     parser.add_argument("--max-batch-size", type=int, default=None, help="largest dynamic batch (default 8)")
     parser.add_argument(
         "--max-wait-ms", type=float, default=None, help="longest wait for still-decoding requests to join a batch (5)"
@@ -85,6 +92,7 @@ def handler(args: argparse.Namespace) -> int:
             "host": args.host,
             "port": args.port,
             "backend": args.backend,
+            "endpoint_name": args.endpoint_name,
             "max_batch_size": args.max_batch_size,
             "max_wait_ms": args.max_wait_ms,
             "queue_size": args.queue_size,

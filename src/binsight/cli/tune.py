@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from binsight.cli.common import add_config_args
+from binsight.cli.common import add_config_args, add_hidden_alias
 
 EPILOG = """examples:
   binsight tune --data splits/demo --config configs/tune-demo.yaml
-  binsight tune --data splits/abid --config configs/tune-report.yaml --trials 16 --jobs 2
+  binsight tune --data splits/abid --config configs/tune-report.yaml --trials 16 --workers 2
   binsight tune --resume runs/tune/report --trials 24       # the same study grows to 24 trials
   # one study shared by several machines (run the same line on each):
   binsight tune --data splits/abid --config configs/tune-report.yaml --trials 32 \\
@@ -34,8 +34,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--data", type=Path, help="split folder with train.csv/val.csv (binsight data split)")
     add_config_args(parser)
     parser.add_argument("--trials", type=int, help="total trials of the study, over all workers (config: trials)")
-    parser.add_argument("--timeout", type=float, help="stop starting new trials after S seconds (config: timeout)")
-    parser.add_argument("--jobs", type=int, help="parallel worker processes on this machine (config: jobs)")
+    parser.add_argument(
+        "--time-budget",
+        dest="time_budget",
+        type=float,
+        metavar="S",
+        help="stop starting new trials after S seconds; a running one finishes (config: timeout)",
+    )
+    add_hidden_alias(parser, "--timeout", "time_budget", float)
+    parser.add_argument(
+        "--workers",
+        dest="workers",
+        type=int,
+        metavar="J",
+        help="parallel worker processes on this machine (config: jobs)",
+    )
+    add_hidden_alias(parser, "--jobs", "workers", int)
     parser.add_argument(
         "--storage",
         metavar="URL",
@@ -52,7 +66,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--keep", choices=["all", "best"], help="keep every trial's weights, or the best one's only")
     parser.add_argument("--out", type=Path, help="tuning run directory (default: PROJECT/tune/NAME, auto-numbered)")
     parser.add_argument("--project", type=Path, default=Path("runs"), help="root of run directories (default: runs)")
-    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # internal: one worker of --jobs
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # internal: one worker of --workers
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     parser.set_defaults(func=handle)
 
@@ -66,8 +80,8 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     flags = {
         "trials": args.trials,
-        "timeout": args.timeout,
-        "jobs": args.jobs,
+        "timeout": args.time_budget,
+        "jobs": args.workers,
         "storage": args.storage,
         "study_name": args.study_name,
         "keep": args.keep,

@@ -283,6 +283,7 @@ class ServeConfig:
     max_decode_ratio: float = 1000.0  # decoded RGB bytes per compressed byte (above 1 MP)
     capture_dir: str = ""  # capture requests into this folder (binsight.audit.capture); "" = off
     capture_rate: float = 1.0  # share of requests captured
+    endpoint_name: str = ""  # answer /endpoints/NAME/invocations for this NAME only ("" = any name)
 
     def validate(self) -> None:
         from binsight.inference.backends import check_backend

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +117,19 @@ def _spawn_supervisor(reg: EndpointRegistry, name: str) -> int:
     return proc.pid
 
 
-def _wait_settled(reg: EndpointRegistry, name: str, busy: str, timeout: float) -> dict[str, Any]:
+WaitCallback = Callable[[str, float], None]  # (status, seconds waited so far), called on every poll
+
+
+def _wait_settled(
+    reg: EndpointRegistry, name: str, busy: str, timeout: float, on_wait: WaitCallback | None = None
+) -> dict[str, Any]:
     """Poll until the endpoint leaves status ``busy`` (or its supervisor dies); returns the row."""
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline = start + timeout
     while True:
         row = _reconcile(reg, _require(reg, name))
+        if on_wait is not None:
+            on_wait(row["status"], time.monotonic() - start)
         if row["status"] != busy:
             return row
         if time.monotonic() > deadline:
@@ -141,6 +150,7 @@ def create_endpoint(
     wait: bool = True,
     timeout: float | None = None,
     home: str | Path | None = None,
+    on_wait: WaitCallback | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """Register a model, an endpoint config and an endpoint, and start its supervisor.
@@ -154,6 +164,7 @@ def create_endpoint(
         wait: Block until the endpoint is InService (raise when it becomes Failed).
         timeout: Seconds the model server gets to answer /ping 200 (``startup_timeout``; the wait lasts as long).
         home: Registry folder (default ``$BINSIGHT_HOME``).
+        on_wait: Called with (status, seconds waited) while ``wait`` polls (progress display).
         settings: Any :class:`ServeConfig` key (``backend``, ``max_batch_size``, ``body_timeout`` …) or
             ``max_restarts``: restarts in a row that may fail before the endpoint becomes Failed (0 = never).
 
@@ -183,7 +194,7 @@ def create_endpoint(
         reg.remove_endpoint(name)
         raise BinsightError(f"could not start the supervisor of {name!r}: {exc}") from None
     if wait:
-        row = _wait_settled(reg, name, CREATING, config.startup_timeout + 10)
+        row = _wait_settled(reg, name, CREATING, config.startup_timeout + 10, on_wait)
         if row["status"] == FAILED:
             raise BinsightError(
                 f"endpoint {name!r} failed: {row['failure_reason']} "
@@ -254,8 +265,10 @@ def invoke_endpoint(
     except ValueError:
         body = {"error": {"message": resp.text[:300]}}
     if resp.status_code != 200:
-        message = body.get("error", {}).get("message", resp.text[:300]) if isinstance(body, dict) else resp.text
-        raise BinsightError(f"endpoint {name!r} answered {resp.status_code}: {message}")
+        body = body if isinstance(body, dict) else {}
+        message = body.get("error", {}).get("message") or body.get("Message") or resp.text[:300]
+        status = body.get("OriginalStatusCode", resp.status_code)  # a ModelError (424) carries the model's status
+        raise BinsightError(f"endpoint {name!r} answered {status}: {message}")
     if not isinstance(body, dict):
         raise BinsightError(f"endpoint {name!r} answered JSON that is not an object")
     return body
@@ -268,6 +281,7 @@ def update_endpoint(
     wait: bool = True,
     timeout: float | None = None,
     home: str | Path | None = None,
+    on_wait: WaitCallback | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """Swap the endpoint's model without a failed request (blue/green on the endpoint's socket).
@@ -276,7 +290,7 @@ def update_endpoint(
     /ping is 200, then SIGTERMs the old one, which stops accepting and finishes its in-flight requests. If the
     new server never gets ready, the old one keeps serving and the endpoint returns to InService with
     ``failure_reason`` saying why. ``timeout`` and ``settings`` (as in :func:`create_endpoint`) change the
-    current endpoint config; what is not given stays as it is.
+    current endpoint config; what is not given stays as it is. ``on_wait`` as in :func:`create_endpoint`.
 
     Raises:
         BinsightError: unknown endpoint, not InService, a bad setting, or (with ``wait``) the update failed.
@@ -290,7 +304,7 @@ def update_endpoint(
     procs.signal_process(row["supervisor_pid"], "SIGHUP")
     if not wait:
         return describe_endpoint(name, home=home, ping=False)
-    row = _wait_settled(reg, name, UPDATING, config.startup_timeout + 10)
+    row = _wait_settled(reg, name, UPDATING, config.startup_timeout + 10, on_wait)
     if row["config_name"] != config_name:
         reason = (row["failure_reason"] or "unknown").removeprefix("update failed: ")
         raise BinsightError(f"update of {name!r} failed, the old model still serves: {reason}")

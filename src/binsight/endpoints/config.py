@@ -20,6 +20,7 @@ from binsight.errors import BinsightError
 DEFAULT_STARTUP_TIMEOUT_S = 120.0  # seconds a model server gets to answer /ping 200
 DEFAULT_MAX_RESTARTS = 5  # failed restarts in a row before the supervisor gives up (0: never)
 _OWN_KEYS = ("startup_timeout", "max_restarts")
+_SUPERVISOR_KEYS = ("endpoint_name",)  # serve keys the supervisor sets per endpoint, never stored or --set
 
 
 @dataclass
@@ -46,7 +47,8 @@ class EndpointConfig:
     def to_options(self) -> dict[str, Any]:
         """The flat JSON object stored in the registry (the backend is stored in its own column)."""
         serve = to_dict(self.serve)
-        serve.pop("backend")
+        for key in ("backend", *_SUPERVISOR_KEYS):
+            serve.pop(key)
         return {**serve, "startup_timeout": self.startup_timeout, "max_restarts": self.max_restarts}
 
     @classmethod
@@ -82,4 +84,4 @@ class EndpointConfig:
 
 def serve_keys() -> tuple[str, ...]:
     """The names of the server settings an endpoint config carries."""
-    return tuple(f.name for f in dataclasses.fields(ServeConfig))
+    return tuple(f.name for f in dataclasses.fields(ServeConfig) if f.name not in _SUPERVISOR_KEYS)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -55,6 +56,7 @@ from binsight.endpoints.store import (
     endpoint_dir,
     private_dir,
 )
+from binsight.utils.net import listening_socket
 
 log = logging.getLogger("binsight.endpoint")
 
@@ -84,24 +86,6 @@ class ModelServer:
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket listening on ``host:port`` (IPv6 when ``host`` is an IPv6 address).
-
-    Raises:
-        OSError: the address cannot be bound (in use, not local).
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(BACKLOG)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def serve_command(artifact: str, config_file: Path, health_fd: int, endpoint_fd: int) -> list[str]:
@@ -141,7 +125,7 @@ class Supervisor:
         error: str | None = None
         try:
             try:
-                self.socket = listening_socket(row["host"], row["port"])
+                self.socket = listening_socket(row["host"], row["port"], BACKLOG)
             except OSError as exc:
                 error = f"cannot listen on {row['host']}:{row['port']}: {exc.strerror or exc} (is the port in use?)"
             if error is None:
@@ -194,7 +178,8 @@ class Supervisor:
         assert self.socket is not None
         config_file = self.folder / f"{config_name}.serve.yaml"
         with procs.open_private_log(config_file.with_suffix(".partial")) as out:
-            out.write(dump_yaml(config.serve).encode())
+            # The server answers /endpoints/NAME/invocations for this endpoint's name only (others: ValidationError).
+            out.write(dump_yaml(dataclasses.replace(config.serve, endpoint_name=self.name)).encode())
         config_file.with_suffix(".partial").replace(config_file)
         health = listening_socket("127.0.0.1", 0)
         try:

@@ -1,8 +1,10 @@
 """The ASGI app of ``binsight serve``: SageMaker's hosting contract on FastAPI (routes and error mapping).
 
 Routes: ``GET /ping``, ``POST /invocations``, ``POST /endpoints/{name}/invocations`` (the SageMaker Runtime
-path, so boto3's ``sagemaker-runtime`` client works with ``endpoint_url``), ``GET /metrics`` (Prometheus),
-``GET /docs`` (OpenAPI). Given a :class:`~binsight.serving.faults.Faults`, also the ``/_test/*`` routes.
+path, so boto3's ``sagemaker-runtime`` client works with ``endpoint_url``; its errors are SageMaker Runtime's
+``ModelError``/``ValidationError``), ``GET /metrics`` (Prometheus), ``GET /docs`` and ``/redoc`` (the schema at
+``/openapi.json``; the pages' JS/CSS come from the installed ``fastapi-offline`` package, so they work
+offline). Given a :class:`~binsight.serving.faults.Faults`, also the ``/_test/*`` routes.
 
 A body is read only by the invocation routes, through :func:`read_body`: a declared Content-Length over the
 limit is answered 413 before a byte is read, a streamed body is counted while it arrives (413 the moment it
@@ -17,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -28,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,34 +44,23 @@ from binsight.inputs.values import ApiError
 from binsight.serving.faults import Faults, fault_routes
 from binsight.serving.metrics import ServingMetrics
 from binsight.serving.model_service import ModelService
-from binsight.serving.schemas import error_body, parse_invocation
+from binsight.serving.openapi import (
+    ENDPOINT_INVOCATION_DOC,
+    ENDPOINT_INVOCATION_RESPONSES,
+    INVOCATION_DOC,
+    INVOCATION_RESPONSES,
+    METRICS_RESPONSES,
+    PING_RESPONSES,
+)
+from binsight.serving.schemas import error_body, parse_invocation, runtime_error_body
 
 log = logging.getLogger("binsight.serving")
 access_log = logging.getLogger("binsight.access")
 
 _ENDPOINT_PATH = re.compile(r"^/endpoints/[^/]+/invocations/?$")
-_KNOWN_PATHS = {"/ping", "/invocations", "/metrics", "/docs", "/openapi.json"}
+_KNOWN_PATHS = {"/ping", "/invocations", "/metrics", "/docs", "/redoc", "/openapi.json"}
+DOCS_ASSETS_PATH = "/docs-assets"  # Swagger UI and ReDoc files, from the fastapi-offline package
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
-_INVOCATION_BODY_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "application/x-image": {"schema": {"type": "string", "format": "binary"}},
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "image_b64": {"type": "string"},
-                        "expected_quantity": {"type": "integer"},
-                        "instances": {"type": "array", "items": {"type": "object"}},
-                    },
-                }
-            },
-        },
-    }
-}
 
 
 def metric_path(path: str) -> str:
@@ -81,6 +74,11 @@ def metric_path(path: str) -> str:
 
 def error_response(err: ApiError) -> JSONResponse:
     return JSONResponse(error_body(err.code, err.message), status_code=err.status, headers=err.headers)
+
+
+def runtime_error(kind: str, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error as SageMaker Runtime answers it: botocore maps ``x-amzn-ErrorType`` to its modeled exception."""
+    return JSONResponse(body, status_code=status, headers={**(headers or {}), "x-amzn-ErrorType": kind})
 
 
 class AccessLogMiddleware:
@@ -196,11 +194,14 @@ def create_app(
         yield
         await service.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="binsight endpoint",
         version=__version__,
-        description="Counts the items in a warehouse bin photo. SageMaker-compatible: /ping and /invocations.",
+        description="Counts the items in a warehouse bin photo. SageMaker-compatible: /ping and /invocations; "
+        "boto3's sagemaker-runtime client works against /endpoints/{name}/invocations.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS_PATH,
+        favicon_url=f"{DOCS_ASSETS_PATH}/favicon.png",
     )
     app.state.service = service
     app.state.metrics = metrics
@@ -223,7 +224,7 @@ def create_app(
         request.state.error_code = "internal_error"
         return JSONResponse(error_body("internal_error", "internal server error; see the server log"), 500)
 
-    @app.get("/ping", summary="Health: 200 when the model is loaded and answers, else 503")
+    @app.get("/ping", summary="Health: 200 when the model is loaded and answers, else 503", responses=PING_RESPONSES)
     async def ping() -> JSONResponse:
         if service.ready:
             return JSONResponse({"status": "ready"})
@@ -261,20 +262,35 @@ def create_app(
     @app.post(
         "/invocations",
         summary="Predict the item count of one image (or a JSON batch)",
-        openapi_extra=_INVOCATION_BODY_DOC,
+        openapi_extra=INVOCATION_DOC,
+        responses=INVOCATION_RESPONSES,
     )
     async def invocations(request: Request) -> JSONResponse:
         return await invoke(request)
 
     @app.post(
         "/endpoints/{name}/invocations",
-        summary="SageMaker Runtime path (boto3 invoke_endpoint); same as /invocations",
-        openapi_extra=_INVOCATION_BODY_DOC,
+        summary="SageMaker Runtime path (boto3 invoke_endpoint): /invocations with SageMaker's errors",
+        description="Errors come as SageMaker Runtime sends them, so botocore raises its modeled exceptions: "
+        "a model error is 424 `ModelError` with `OriginalStatusCode`/`OriginalMessage`, a name this server "
+        "does not serve is 400 `ValidationError`.",
+        openapi_extra=ENDPOINT_INVOCATION_DOC,
+        responses=ENDPOINT_INVOCATION_RESPONSES,
     )
-    async def endpoint_invocations(name: str, request: Request) -> JSONResponse:
-        return await invoke(request)
+    async def endpoint_invocations(request: Request) -> JSONResponse:
+        name = str(request.path_params["name"])
+        if config.endpoint_name and name != config.endpoint_name:
+            request.state.error_code = "unknown_endpoint"
+            with contextlib.suppress(ApiError):  # read the body, so the connection stays usable (keep-alive)
+                await read_body(request, config.max_body_bytes, config.body_timeout)
+            return runtime_error("ValidationError", 400, {"Message": f"Endpoint {name[:200]} not found."})
+        try:
+            return await invoke(request)
+        except ApiError as exc:
+            request.state.error_code = exc.code
+            return runtime_error("ModelError", 424, runtime_error_body(exc), exc.headers)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse, responses=METRICS_RESPONSES)
     async def prometheus() -> Response:
         data, content_type = metrics.render()
         return Response(data, media_type=content_type)

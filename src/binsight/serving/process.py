@@ -1,8 +1,9 @@
 """Run the model server process under uvicorn: sockets, limits, logging, graceful shutdown, exit code.
 
 The server listens at once and loads the model in the background (``/ping`` is 503 until a warm-up
-prediction succeeded). It binds ``host:port``, or serves listening sockets it inherited as file descriptors:
-``fds`` at once, ``join_fds`` once the process gets SIGUSR1 and the model is ready. An endpoint supervisor
+prediction succeeded). It binds ``host:port`` itself before announcing anything (a busy port is an error,
+exit 1), or serves listening sockets it inherited as file descriptors: ``fds`` at once, ``join_fds`` once
+the process gets SIGUSR1 and the model is ready. An endpoint supervisor
 owns the endpoint's socket and hands it over as a ``join_fds`` socket: a new server never accepts a request
 it cannot answer yet, and the supervisor decides the moment it takes over from an old one. On SIGTERM or SIGINT
 it stops accepting connections, lets in-flight requests finish (up to the request timeout), drains the
@@ -25,6 +26,7 @@ import uvicorn
 from binsight.config.schemas import ServeConfig
 from binsight.errors import BinsightError
 from binsight.serving.faults import Faults
+from binsight.utils.net import listening_socket
 
 log = logging.getLogger("binsight.serving")
 
@@ -140,6 +142,15 @@ def run_server(
 
     check_model(model_path, config.backend)
     sockets, join = inherited_sockets(fds), inherited_sockets(join_fds)
+    if not sockets and not join:
+        # Bind before announcing anything: a busy port fails here (exit 1), not after "serving on ...".
+        try:
+            sockets = [listening_socket(config.host, config.port, backlog=2048)]
+        except OSError as exc:
+            raise BinsightError(
+                f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc} "
+                "(another server on that port? pick another with --port, or port=0 for a free one)"
+            ) from None
     configure_access_log()
     # One process serves one model: drop the *_created series, which only double the /metrics text.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -170,7 +181,11 @@ def run_server(
     # uvicorn re-raises the signal after its graceful shutdown; a Python-level handler turns that into a
     # clean exit 0 instead of death by SIGTERM.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    where = ", ".join(f"fd {fd}" for fd in [*fds, *join_fds]) or f"http://{config.host}:{config.port}"
+    if fds or join_fds:
+        where = ", ".join(f"fd {fd}" for fd in [*fds, *join_fds])
+    else:
+        host, port = sockets[0].getsockname()[:2]
+        where = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     try:
         log.info(
             "serving %s on %s (backend %s, max batch %d, max wait %g ms, queue %d)",

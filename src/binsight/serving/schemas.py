@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,20 @@ _DATA_URL = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)
 def error_body(code: str, message: str) -> dict[str, Any]:
     """The error JSON every non-2xx response carries: ``{"error": {"code", "message"}}``."""
     return {"error": {"code": code, "message": message}}
+
+
+def runtime_error_body(err: ApiError) -> dict[str, Any]:
+    """SageMaker Runtime's ``ModelError`` body (botocore's ``sagemaker-runtime`` model) for an error the model
+    answered with ``err``: the original status and error JSON, plus the server's own ``error`` object."""
+    kind = "client" if err.status < 500 else "server"
+    original = error_body(err.code, err.message)
+    return {
+        "ErrorCode": f"{kind.upper()}_ERROR_FROM_MODEL",
+        "Message": f'Received {kind} error ({err.status}) from model with message "{err.message}"',
+        "OriginalStatusCode": err.status,
+        "OriginalMessage": json.dumps(original, separators=(",", ":")),
+        **original,
+    }
 
 
 @dataclass
