@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO, cli_env, run_cli
+from tests.conftest import REPO, cli_env, held_env, run_cli
 
 # The shipped demo config, shrunk by overrides to run in seconds: the test runs `binsight pipeline` with no
 # --config from a folder outside the checkout, so it also proves the embedded default is found from anywhere.
@@ -117,7 +118,15 @@ def test_interrupted_training_stage_continues_on_resume(tmp_path: Path):
     }
     cfg.write_text(yaml.safe_dump(small))
     env = cli_env(BINSIGHT_CACHE_DIR=str(tmp_path / "cache"))
-    first = run_cli("pipeline", "--config", cfg, cwd=tmp_path, env=env, check=False)
+    # The trainer holds at the end of epoch 2 (a barrier of 2 that the test completes after 8 s), so the 4 s
+    # budget runs out mid-training however fast the machine is.
+    held = held_env(tmp_path, epoch=2, barrier=2, BINSIGHT_CACHE_DIR=str(tmp_path / "cache"))
+    release = threading.Timer(8.0, (tmp_path / "test-hooks" / "barrier" / "release").touch)
+    release.start()
+    try:
+        first = run_cli("pipeline", "--config", cfg, cwd=tmp_path, env=held, check=False)
+    finally:
+        release.cancel()
     assert first.returncode == 3, first.stderr  # stopped with a checkpoint
     run = tmp_path / "runs" / "pipeline" / "stop"
     state = json.loads((run / "pipeline.json").read_text())
