@@ -29,7 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="run directory or artifact folder")
     p.add_argument("--port", type=int, default=None, help="the endpoint's port (default: a free port)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch", help="inference engine")
+    p.add_argument(
+        "--backend",
+        choices=["torch", "torch-bf16", "torch-fp32", "onnx", "onnx-int8"],
+        default="torch",
+        help="inference engine",
+    )
     p.add_argument("--max-batch-size", type=int, default=None, help="dynamic batching limit of the server")
     p.add_argument("--max-wait-ms", type=float, default=None, help="batching wait of the server")
     _add_max_restarts(p, 5)
@@ -54,7 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser("update", help="swap the endpoint's model with no failed request")
     p.add_argument("name")
     p.add_argument("--model", required=True, help="run directory or artifact folder of the new model")
-    p.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default=None, help="default: unchanged")
+    p.add_argument(
+        "--backend",
+        choices=["torch", "torch-bf16", "torch-fp32", "onnx", "onnx-int8"],
+        default=None,
+        help="default: unchanged",
+    )
     _add_max_restarts(p, None)
     _add_wait(p)
     p.set_defaults(func=_quiet(update))

@@ -22,9 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=None, help="TCP port (default 8080)")
     parser.add_argument(
         "--backend",
-        choices=["torch", "onnx", "onnx-int8"],
+        choices=["torch", "torch-bf16", "torch-fp32", "onnx", "onnx-int8"],
         default=None,
-        help="inference engine (default torch; onnx/onnx-int8 need `binsight export --format onnx [--int8]`)",
+        help="inference engine (default torch, in the precision `amp: auto` picks; torch-bf16/torch-fp32 fix it; "
+        "onnx/onnx-int8 need `binsight export --format onnx [--int8]`)",
     )
     parser.add_argument("--max-batch-size", type=int, default=None, help="largest dynamic batch (default 8)")
     parser.add_argument(

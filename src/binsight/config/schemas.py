@@ -248,7 +248,7 @@ class ServeConfig:
 
     host: str = "127.0.0.1"
     port: int = 8080
-    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    backend: Literal["torch", "torch-bf16", "torch-fp32", "onnx", "onnx-int8"] = "torch"
     max_batch_size: int = 8
     max_wait_ms: float = 5.0
     queue_size: int = 64

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's endpoint-name rule
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "torch-bf16", "torch-fp32", "onnx", "onnx-int8")
 STALE_GRACE_S = 30.0  # a row younger than this may still be waiting for its supervisor's pid
 DEFAULT_MAX_RESTARTS = 5  # failed restarts in a row before the supervisor gives up (0: never)
 

@@ -3,7 +3,8 @@
 With ``freeze_backbone: true`` and ``augment: none`` every epoch would push the same images through the same
 frozen backbone; instead the features are computed once and stored beside the decode cache, keyed by the
 decode-cache key, the model name and a digest of the backbone's weights (so a random-init backbone of another
-seed, or other pretrained weights, never reuses them), plus the normalisation and the flip used for TTA.
+seed, or other pretrained weights, never reuses them), plus the normalisation, the flip used for TTA and the
+precision (:func:`binsight.precision.decide` for ``features``: bf16 features are not float32 features).
 """
 
 from __future__ import annotations
@@ -39,9 +40,13 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def feature_key(decoded: DecodedImages, model_name: str, digest: str, mean, std, flip: bool) -> str:
+def feature_key(
+    decoded: DecodedImages, model_name: str, digest: str, mean, std, flip: bool, precision: str = "float32"
+) -> str:
+    fields = {"precision": precision} if precision != "float32" else {}  # float32 keys stay as they were
     text = json.dumps(
         {
+            **fields,
             "format": FEATURE_FORMAT,
             "images": decoded.key,
             "model": model_name,
@@ -65,9 +70,12 @@ def compute_features(
     flip: bool = False,
     channels_last: bool = False,
     desc: str = "features",
+    dtype: torch.dtype | None = None,
 ) -> np.ndarray:
-    """Run ``model.features`` over uint8 NHWC ``images`` in eval mode; returns (N, D) float32."""
+    """Run ``model.features`` over uint8 NHWC ``images`` in eval mode, in autocast ``dtype`` if given (else
+    float32); returns (N, D) float32."""
     from binsight.data.transforms import normalize_uint8
+    from binsight.precision import autocast
     from binsight.utils.progress import progress
 
     was_training = model.training
@@ -81,7 +89,8 @@ def compute_features(
             x = x.flip(3)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out.append(model.features(x).float().cpu())
+        with autocast(device, dtype):
+            out.append(model.features(x).float().cpu())
     model.train(was_training)
     if not out:
         return np.zeros((0, int(getattr(model, "feature_dim", 0))), dtype=np.float32)
@@ -100,14 +109,20 @@ def cached_features(
     flip: bool = False,
     channels_last: bool = False,
     desc: str = "features",
+    amp: str = "auto",
 ) -> tuple[np.ndarray, bool]:
-    """Backbone features of ``decoded``, from the cache or computed and stored.
+    """Backbone features of ``decoded``, from the cache or computed and stored, in the precision the policy
+    picks for ``features`` of ``model_name`` under ``amp`` (``auto``/``off``/``bf16``).
 
     Returns:
         ``(features (N, D) float32, built)``; ``built`` is False when the cache already held them.
     """
+    from binsight.precision import amp_dtype
+
+    dtype = amp_dtype("features", model_name, amp, device)
     digest = weights_digest(model.backbone)
-    key = feature_key(decoded, model_name, digest, mean, std, flip)
+    precision = "bf16" if dtype is not None else "float32"
+    key = feature_key(decoded, model_name, digest, mean, std, flip, precision)
     path = cache_root(cache_dir) / "features" / f"{key}.npy"
     if path.is_file():
         try:
@@ -118,7 +133,7 @@ def cached_features(
         except (OSError, ValueError):
             pass
         log.warning("feature cache entry %s is damaged; recomputing it", path)
-    feats = compute_features(model, decoded.images, mean, std, device, batch_size, flip, channels_last, desc)
+    feats = compute_features(model, decoded.images, mean, std, device, batch_size, flip, channels_last, desc, dtype)
     atomic_write_with(path, lambda f: np.save(f, feats))
     log.info("feature cache built: %s features of %s in %s", feats.shape, model_name, path)
     return feats, True

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from binsight.config.schemas import TrainConfig
+from binsight.precision import amp_dtype, autocast
 from binsight.training.checkpoint import CheckpointManager
 from binsight.training.data import SplitData, balanced_weights, batch_slices, epoch_order, gather
 from binsight.training.distributed import (
@@ -40,8 +41,6 @@ from binsight.training.optim import LRSchedule, build_optimizer
 from binsight.training.records import BestSoFar, EpochSums, FitResult, write_metrics_csv
 from binsight.training.runtime import (
     TimeBudget,
-    amp_dtype,
-    autocast,
     deterministic_mode,
     resolve_device,
     seed_everything,
@@ -94,7 +93,8 @@ class Trainer(TrainerStateMixin, ValidationMixin):
         self.budget = TimeBudget(cfg.max_runtime, start_time)
         self.checkpoints = CheckpointManager(self.run_dir / "weights")
         self.device = resolve_device(cfg.device, self.dist)
-        self.amp = amp_dtype(cfg.amp, self.device)
+        self.amp = amp_dtype("train", cfg.model, cfg.amp, self.device)
+        self.eval_amp = amp_dtype("eval", cfg.model, cfg.amp, self.device)  # validation: inference's decision
         if self.device.type == "cuda" and not cfg.deterministic:
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
 
@@ -188,6 +188,7 @@ class Trainer(TrainerStateMixin, ValidationMixin):
             device=self.device,
             cache_dir=self.cfg.cache_dir,
             batch_size=max(64, self.cfg.batch_size),
+            amp=self.cfg.amp,
         )
         # One process per machine computes the feature cache; the others then read it.
         first = self.dist.local_rank == 0

@@ -12,15 +12,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from binsight.precision import autocast
 from binsight.training.data import gather, sequential_batches
 from binsight.training.distributed import all_gather_object, shard_bounds, unwrap
-from binsight.training.runtime import autocast
 
 
 class ValidationMixin:
     """Validation for :class:`~binsight.training.trainer.Trainer`.
 
-    Uses the trainer's attributes: ``cfg``, ``data``, ``dist``, ``model``, ``device``, ``amp``, ``loss_fn``,
+    Uses the trainer's attributes: ``cfg``, ``data``, ``dist``, ``model``, ``device``, ``eval_amp``, ``loss_fn``,
     ``mean``, ``std``, ``channels_last``, ``use_features``, ``budget``, the feature caches ``_val_feats`` /
     ``_val_feats_flip`` and its ``_set_train_mode()``.
     """
@@ -41,7 +41,7 @@ class ValidationMixin:
         for idx in sequential_batches(hi - lo, max(1, self.cfg.batch_size * 2)):
             idx = idx + lo
             y = torch.from_numpy(targets[idx.numpy()]).to(self.device)
-            with autocast(self.device, self.amp):
+            with autocast(self.device, self.eval_amp):
                 if self.use_features:
                     out = net.forward_head(gather(self._val_feats, idx).to(self.device))
                     out_flip = (
