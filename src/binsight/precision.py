@@ -34,17 +34,25 @@ JOBS = ("train", "eval", "features", "serve")
 Engine = Literal["amx", "avx512_bf16", "none"]
 Phase = Literal["train", "infer"]
 
-# ``amp: auto`` → bf16 for (engine, phase, family) in this set; float32 otherwise. Measured with
-# benchmarks/precision.py (bf16/float32 images/s, 2 threads); a family is listed only where bf16 won clearly.
+# ``amp: auto`` → bf16 for (engine, phase, family) in this set; float32 otherwise (also for families nobody
+# measured). The rows and their bf16/float32 speed-ups are in docs/train.md ("Precision"), measured with
+# benchmarks/precision.py; a row is here only where bf16 won in every quartile of the interleaved rounds.
 AUTO_BF16: frozenset[tuple[str, str, str]] = frozenset(
     {
-        # AMX machines (issue #17's table: ResNet 2.3-2.5x, Lite0 inference 2.0x, Lite0 training 1.05x).
+        # AMX (issue #17, 2-core Xeon): ResNet-50 inference 2.3x, ResNet-18 training 2.5x, Lite0 inference
+        # 2.0x; Lite0 training only 1.05x, so it stays float32.
         ("amx", "train", "resnet"),
         ("amx", "infer", "resnet"),
         ("amx", "infer", "efficientnet"),
-        ("amx", "infer", "mobilenet"),
-        ("amx", "infer", "convnext"),
-        ("amx", "train", "convnext"),
+        # AVX-512 BF16 without AMX (AMD EPYC, benchmarks/results/precision.json, per CPU-second): ResNet-18
+        # training 1.73x, ResNet-18/50 inference 1.72x/2.82x, Lite0 inference 2.97x and training 1.23x,
+        # MobileNetV3 inference 1.82x, ConvNeXt-T inference 2.89x.
+        ("avx512_bf16", "train", "resnet"),
+        ("avx512_bf16", "infer", "resnet"),
+        ("avx512_bf16", "infer", "efficientnet"),
+        ("avx512_bf16", "train", "efficientnet"),
+        ("avx512_bf16", "infer", "mobilenet"),
+        ("avx512_bf16", "infer", "convnext"),
     }
 )
 

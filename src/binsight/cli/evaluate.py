@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS, else all CPUs)"
     )
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        help="inference backend: torch (precision by `amp: auto`), torch-bf16, torch-fp32, onnx, onnx-int8",
+    )
     parser.set_defaults(func=handler)
 
 
@@ -38,6 +43,7 @@ def handler(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         calibrate=not args.no_calibrate,
         threads=args.threads,
+        backend=args.backend,
     )
     print(format_report(metrics))
     print(f"wrote metrics.json, predictions.csv and plots to {run_dir_of(args.run)[0]}")

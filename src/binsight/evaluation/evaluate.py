@@ -136,6 +136,7 @@ def evaluate_run(
     batch_size: int = 32,
     calibrate: bool = True,
     threads: int | None = None,
+    backend: str = "torch",
 ) -> dict[str, Any]:
     """Evaluate a run on one split and write its report files (see the module docstring).
 
@@ -146,6 +147,8 @@ def evaluate_run(
         batch_size: images per forward pass.
         calibrate: fit the temperature and review band on ``val`` (skipped when ``split`` is ``val``).
         threads: torch intra-op threads (default ``OMP_NUM_THREADS`` or all CPUs).
+        backend: the Predictor backend (``torch``: the precision policy's choice; ``torch-bf16``,
+            ``torch-fp32``, ``onnx``, ``onnx-int8``), to measure what a serving backend does to accuracy.
 
     Returns:
         The contents of ``metrics.json``.
@@ -164,7 +167,7 @@ def evaluate_run(
     splits = load_split(split_dir_of(run_dir, data))
     if not splits[split]:
         raise DataError(f"the {split} split is empty; nothing to evaluate")
-    predictor = Predictor(artifact_dir, threads=threads)
+    predictor = Predictor(artifact_dir, backend=backend, threads=threads)
     meta = predictor.meta
     labels = predictor.class_labels
     k = len(labels)
@@ -204,7 +207,10 @@ def evaluate_run(
         skipped=len(evaluated.skipped),
         skipped_files=[{"path": p, "reason": r} for p, r in evaluated.skipped],
         model={"name": meta.name, "version": meta.version, "artifact": str(artifact_dir)},
+        backend=backend,
     )
+    if hasattr(predictor.backend, "precision"):  # the torch backends: the precision the policy chose
+        metrics["precision"] = predictor.backend.precision.mode
 
     atomic_write_text(run_dir / "predictions.csv", _predictions_csv(evaluated.paths, y, probs, labels))
     cm = np.asarray(metrics["confusion_matrix"])
