@@ -56,16 +56,19 @@ ABID_SAMPLE = REPO.parent / "shared" / "abid-sample"
 RESNET50_GFLOP = 8.2
 
 
-def bare_forward(model, batch: int, seconds: float = 2.0) -> float:
+def bare_forward(model, batch: int, seconds: float = 2.0, min_calls: int = 5) -> float:
     """Images/s of a backend object's bare forward at ``batch`` (no decode, no HTTP, no batcher): the same
-    backend object ``binsight serve`` runs, so each server is compared with its own model."""
+    backend object ``binsight serve`` runs, so each server is compared with its own model. From the median
+    call (at least ``min_calls`` calls and ``seconds``), to compare with the servers' median latency."""
     x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
     model.run(x)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    calls: list[float] = []
+    start = time.perf_counter()
+    while len(calls) < min_calls or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
         model.run(x)
-        n += batch
-    return n / (time.perf_counter() - start)
+        calls.append(time.perf_counter() - t0)
+    return batch / float(np.median(calls))
 
 
 def precision_of(backend: str) -> str:
