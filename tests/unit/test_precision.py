@@ -90,8 +90,12 @@ def test_config_overrides_auto_both_ways(caplog):
         decide("predict", "resnet18", "auto", amx)
 
 
-def test_config_amp_is_validated():
+def test_config_amp_is_validated(tmp_path):
     assert load_config(TrainConfig, None, ["amp=bf16"]).amp == "bf16"
+    # YAML 1.1 reads an unquoted off as False: on the command line and in files it still means "off".
+    assert load_config(TrainConfig, None, ["amp=off"]).amp == "off"
+    (tmp_path / "c.yaml").write_text("amp: off\n")
+    assert load_config(TrainConfig, tmp_path / "c.yaml", []).amp == "off"
     with pytest.raises(Exception, match="amp"):
         load_config(TrainConfig, None, ["amp=fp16"])
 
