@@ -20,10 +20,14 @@ def cpu_model() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    """Cores, CPU model, Python version and the load average now (benchmarks are only comparable when quiet)."""
+    """Cores, CPU model and matrix features (bf16 engine, VNNI), Python version and the load average now
+    (benchmarks are only comparable when quiet)."""
+    from binsight.precision import cpu_features
+
     return {
         "cores": os.cpu_count(),
         "cpu_model": cpu_model(),
+        "cpu_features": cpu_features().to_json(),
         "python": platform.python_version(),
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }

@@ -148,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "torch": torch.__version__,
         "threads": args.threads,
-        "cpu_features": features.to_json(),
         "matmul_peaks_gflops": matmul_peaks(),
         "cases": {},
     }
