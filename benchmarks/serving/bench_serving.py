@@ -17,7 +17,9 @@ against the float32 peak, as a speed-up over it.
 
 Bare forwards: every round first measures each backend's bare forward (its own model object, no decode, no
 HTTP, no batcher) at batch 1 and 8, then loads the servers; each binsight system's p50 at concurrency 1 is
-divided by the bare batch-1 latency *of the same round*, so host drift between rounds cancels out.
+divided by the bare batch-1 latency *of the same round*, so host drift between rounds cancels out. After
+every level each system's queue is drained (one more request, answered only after the backlog the load
+generator left), so a slow server's backlog never loads the next measurement.
 
 Writes benchmarks/results/serving.json and prints a table. Other processes on the machine skew absolute
 numbers; the load average before and after is recorded — compare systems within one run.
@@ -26,6 +28,7 @@ numbers; the load average before and after is recorded — compare systems withi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import io
 import json
@@ -231,6 +234,16 @@ def warm_up(system: System, bodies: list[bytes]) -> None:
         httpx.post(system.url, content=body, headers={"content-type": "image/jpeg"}, timeout=120)
 
 
+def drain(system: System, body: bytes) -> float:
+    """Wait until ``system`` has worked off the requests the load generator left queued when it stopped (a
+    slow server keeps computing them, which would load the next measurement): one more request is answered
+    only after the queue ahead of it. Returns the seconds waited."""
+    t0 = time.perf_counter()
+    with contextlib.suppress(httpx.HTTPError):  # a server that cannot answer shows in its own measurements
+        httpx.post(system.url, content=body, headers={"content-type": "image/jpeg"}, timeout=600)
+    return time.perf_counter() - t0
+
+
 def print_table(systems: list[dict], peaks: dict[str, float]) -> None:
     header = f"{'system':<30} {'c':>3} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'of peak':>8} precision"
     print("\n" + header)
@@ -275,6 +288,7 @@ def main() -> None:
         "(level by level, system by system) so load from other processes spreads over all systems",
         "per system and level the best of --rounds rounds is reported; all rounds are in 'rounds'",
         "each round starts with every backend's bare forward; c=1 p50 is compared with the same round's",
+        "after every level the system's queue is drained (one more request answered) before the next starts",
     ]
     systems: list[System] = []
     results: dict[str, dict[int, list[dict]]] = {}
@@ -328,6 +342,7 @@ def main() -> None:
                 for c in args.concurrency:
                     for system in ready:
                         stats = run_load(system.url, bodies, c, duration=args.duration, max_requests=args.max_requests)
+                        stats["drain_s"] = round(drain(system, bodies[0]), 1)
                         results.setdefault(system.name, {}).setdefault(c, []).append(stats)
                         print(
                             f"  round {rnd + 1} {system.name:<28} c={c:<3} {stats['ok_rps']:>6.2f} req/s  "
