@@ -17,7 +17,10 @@ against the float32 peak, as a speed-up over it.
 
 Bare forwards: every round first measures each backend's bare forward (its own model object, no decode, no
 HTTP, no batcher) at batch 1 and 8, then loads the servers; each binsight system's p50 at concurrency 1 is
-divided by the bare batch-1 latency *of the same round*, so host drift between rounds cancels out. After
+divided by the bare batch-1 latency *of the same round*, so host drift between rounds cancels out, and also
+by the server's own backend time per batch during that level (``binsight_inference_seconds`` on ``/metrics``):
+the same forward in the same process at the same moment, which a host shared with other jobs needs, because a
+busy measuring loop and a request-driven server are not scheduled alike there. After
 every level each system's queue is drained (one more request, answered only after the backlog the load
 generator left), so a slow server's backlog never loads the next measurement.
 
@@ -86,15 +89,25 @@ def precision_of(backend: str) -> str:
     return decide("serve", "resnet50", amp).mode
 
 
-def c1_ratios(results: dict, bare_rounds: list[dict], backends: list[str]) -> dict[str, list[float | None]]:
-    """Per binsight system and round: p50 at concurrency 1 / the bare batch-1 latency of that round."""
-    out: dict[str, list[float | None]] = {}
+def c1_ratios(results: dict, bare_rounds: list[dict], backends: list[str]) -> dict[str, dict[str, list]]:
+    """Per binsight system and round, p50 at concurrency 1 divided by (a) the bare batch-1 latency measured in
+    this process at the start of that round and (b) the mean backend time per batch inside the server during
+    that very level (``server_forward_ms``; at c=1 nearly every batch holds one image)."""
+    out: dict[str, dict[str, list]] = {}
     for backend in backends:
         runs = results.get(f"binsight serve ({backend})", {}).get(1, [])
-        out[backend] = [
-            round(run["p50_ms"] / (1000 / bare[backend]["batch_1"]), 3) if run["p50_ms"] else None
-            for run, bare in zip(runs, bare_rounds, strict=False)
-        ]
+        out[backend] = {
+            "over_bare_forward": [
+                round(run["p50_ms"] / (1000 / bare[backend]["batch_1"]), 3) if run["p50_ms"] else None
+                for run, bare in zip(runs, bare_rounds, strict=False)
+            ],
+            "over_server_forward": [
+                round(run["p50_ms"] / run["server_forward_ms"], 3)
+                if run.get("p50_ms") and run.get("server_forward_ms")
+                else None
+                for run in runs
+            ],
+        }
     return out
 
 
@@ -180,10 +193,27 @@ def server_env() -> dict[str, str]:
 
 
 class System:
-    """One server under test: its name, configuration, invocation URL, readiness wait and stop."""
+    """One server under test: its name, configuration, invocation URL, readiness wait and stop (and, for
+    binsight, its Prometheus ``/metrics`` URL)."""
 
-    def __init__(self, name: str, url: str, config: dict, wait, stop) -> None:
+    def __init__(self, name: str, url: str, config: dict, wait, stop, metrics_url: str | None = None) -> None:
         self.name, self.url, self.config, self.wait, self.stop = name, url, config, wait, stop
+        self.metrics_url = metrics_url
+
+
+def inference_totals(system: System) -> tuple[float, float] | None:
+    """(seconds, batches) the server's inference worker has spent in its backend so far, from
+    ``binsight_inference_seconds`` on ``/metrics``; None for servers without it."""
+    if system.metrics_url is None:
+        return None
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(system.metrics_url, timeout=30).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "binsight_inference_seconds":
+            values = {sample.name: sample.value for sample in family.samples}
+            return values["binsight_inference_seconds_sum"], values["binsight_inference_seconds_count"]
+    return None
 
 
 def start_binsight(artifact: Path, backend: str, work: Path) -> System:
@@ -198,6 +228,7 @@ def start_binsight(artifact: Path, backend: str, work: Path) -> System:
         {"backend": backend, "options": " ".join(opts)},
         lambda bodies: proc.wait_ping(base + "/ping"),
         proc.stop,
+        metrics_url=base + "/metrics",
     )
 
 
@@ -268,6 +299,9 @@ def main() -> None:
     parser.add_argument("--int8", action="store_true", help="also export and serve onnx-int8")
     parser.add_argument("--torchserve-path", default=None, help="folder with torchserve installed (--target)")
     parser.add_argument("--skip-torchserve", action="store_true")
+    parser.add_argument(
+        "--torchserve-configs", default="default,tuned", help="TorchServe configurations to run (default,tuned)"
+    )
     parser.add_argument("--skip-seed", action="store_true")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best is reported (2)")
     args = parser.parse_args()
@@ -325,7 +359,8 @@ def main() -> None:
                 ok, reason = tsb.available(args.torchserve_path)
                 ts_status = reason if ok else f"not run: {reason}"
                 if ok:
-                    systems += [start_torchserve(artifact, work, args.torchserve_path, t) for t in (False, True)]
+                    tuned = [c == "tuned" for c in args.torchserve_configs.split(",") if c in ("default", "tuned")]
+                    systems += [start_torchserve(artifact, work, args.torchserve_path, t) for t in tuned]
             ready: list[System] = []
             for system in systems:
                 try:
@@ -341,7 +376,13 @@ def main() -> None:
                 print(f"  round {rnd + 1} bare forward (images/s): {bare}", flush=True)
                 for c in args.concurrency:
                     for system in ready:
+                        before = inference_totals(system) if c == 1 else None
                         stats = run_load(system.url, bodies, c, duration=args.duration, max_requests=args.max_requests)
+                        if before is not None and (after := inference_totals(system)) and after[1] > before[1]:
+                            # The forward inside the server during this very level: same process, same moment.
+                            stats["server_forward_ms"] = round(
+                                1000 * (after[0] - before[0]) / (after[1] - before[1]), 1
+                            )
                         stats["drain_s"] = round(drain(system, bodies[0]), 1)
                         results.setdefault(system.name, {}).setdefault(c, []).append(stats)
                         print(
