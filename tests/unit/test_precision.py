@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from binsight.config import load_config
-from binsight.config.schemas import TrainConfig
+from binsight.config.schemas import ServeConfig, TrainConfig
 from binsight.inference.predictor import Predictor
 from binsight.precision import AUTO_BF16, CpuFeatures, amp_dtype, cpu_features, decide, model_family
 from tests.unit.test_predictor import make_artifact
@@ -107,6 +107,13 @@ def test_config_amp_is_validated(tmp_path):
     assert load_config(TrainConfig, tmp_path / "c.yaml", []).amp == "off"
     with pytest.raises(Exception, match="amp"):
         load_config(TrainConfig, None, ["amp=fp16"])
+
+
+def test_serving_accepts_the_torch_precision_backends():
+    for backend in ("torch", "torch-bf16", "torch-fp32"):
+        assert load_config(ServeConfig, None, [f"backend={backend}"]).backend == backend
+    with pytest.raises(Exception, match="backend"):
+        load_config(ServeConfig, None, ["backend=torch-fp16"])
 
 
 def test_model_families():
