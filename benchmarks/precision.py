@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=9, help="steps per precision, alternating")
     parser.add_argument("--only", default="", help="comma-separated case names (default: all)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="result JSON (default results/precision.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = [n for n in args.only.split(",") if n] or list(CASES)
@@ -164,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     report["machine"]["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 
