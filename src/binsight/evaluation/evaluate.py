@@ -62,7 +62,7 @@ def evaluation_dir(run_dir: Path, data: str | Path | None, split: str) -> Path:
     try:
         own = split_dir_of(run_dir, None).resolve() == Path(data).resolve()
     except BinsightError:
-        own = False
+        own = True  # a bare artifact records no data: the data it is given is its own
     if own:
         return run_dir
     name = f"{Path(data).resolve().name or 'data'}-{split}"
@@ -311,7 +311,8 @@ def _update_artifact(
     meta.version = f"{meta.version.split('+cal-')[0]}+cal-{digest}"
     target = out_dir / "artifact"
     if target.resolve() != artifact_dir.resolve():
-        shutil.copytree(artifact_dir, target, dirs_exist_ok=True)
+        # the new version holds the artifact's files, never the evaluations folder a bare artifact keeps inside
+        shutil.copytree(artifact_dir, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("evaluations"))
     write_meta(target, meta)
     log.info("recalibrated artifact written as a new version %s in %s", meta.version, target)
     return str(target)
