@@ -4,7 +4,7 @@
 TorchServe is not a binsight dependency. Install it next to the project (Java 17 is needed)::
 
     apt-get install -y openjdk-17-jre-headless
-    .venv/bin/pip install --target /tmp/ts-pkgs --no-deps "torchserve==0.12.*" torch-model-archiver \
+    .venv/bin/pip install --target /tmp/ts-pkgs --no-deps "torchserve==0.12.*" torch-model-archiver captum \
         psutil wheel enum-compat
     # then: bench_serving.py --torchserve-path /tmp/ts-pkgs
 

@@ -294,3 +294,19 @@ def test_evaluate_and_predict_settings_come_from_config_files_and_overrides(eval
     assert bad.returncode == 2 and "batch_size must be >= 1" in bad.stderr
     bad = run_cli("evaluate", "--model", run, "split=dev", check=False)
     assert bad.returncode == 2 and "split: 'dev' is not allowed" in bad.stderr
+
+
+def test_evaluate_backend_is_a_config_key_checked_against_the_registry(evaluated, tmp_path):
+    import shutil
+
+    run, first, _ = evaluated
+    other = tmp_path / "fp32-split"
+    shutil.copytree(run.parent / "split", other)
+    run_cli("evaluate", "--model", run, "--data", other, "--no-calibrate", "--threads", "1", "backend=torch-fp32")
+    metrics = json.loads((run / "evaluations" / "fp32-split-test" / "metrics.json").read_text())
+    assert metrics["backend"] == "torch-fp32" and metrics["precision"] == "float32"
+    assert metrics["n"] == first["n"]
+    bad = run_cli("evaluate", "--model", run, "backend=tpu", check=False)
+    assert bad.returncode == 2 and "unknown backend 'tpu'" in bad.stderr and "torch-bf16" in bad.stderr
+    bad = run_cli("evaluate", "--model", run, "--backend", "tpu", check=False)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 import torch
 
@@ -49,3 +52,40 @@ def test_overlapping_manifests_compute_only_new_images(split, tmp_path, monkeypa
     assert len(computed) == 2
     cached_features(model, "tiny_cnn", build_decode_cache(pool[:5], 32, "letterbox", cache), flip=True, **args)
     assert computed[-1] == 5
+
+
+def test_bf16_rows_are_a_store_of_their_own_and_float32_keys_are_unchanged(split, tmp_path, monkeypatch):
+    rows = load_split(split)["train"]
+    cache = tmp_path / "cache"
+    torch.manual_seed(0)
+    model = create_model("tiny_cnn", 3)
+    args = dict(mean=[0.5] * 3, std=[0.25] * 3, device=torch.device("cpu"), cache_dir=cache)
+    computed = []
+
+    def counting(model, images, *a, **k):
+        computed.append(len(images))
+        return compute_features(model, images, *a, **k)
+
+    monkeypatch.setattr(features_module, "compute_features", counting)
+    whole = build_decode_cache(rows, 32, "letterbox", cache)
+    fp32, _ = cached_features(model, "tiny_cnn", whole, amp="off", **args)
+    subset = build_decode_cache(rows[:5], 32, "letterbox", cache)
+    bf16, built = cached_features(model, "tiny_cnn", subset, amp="bf16", **args)
+    assert built and computed == [len(rows), 5], "bf16 rows must not come from the float32 store"
+    assert not (bf16 == fp32[:5]).all()
+    cached_features(model, "tiny_cnn", build_decode_cache(rows[1:4], 32, "letterbox", cache), amp="bf16", **args)
+    assert len(computed) == 2  # known bf16 rows are reused
+    # A float32 store keeps the key it had before precisions were keyed, so existing stores stay valid.
+    layout = {
+        "format": features_module.FEATURE_FORMAT,
+        "size": whole.size,
+        "resize": whole.resize,
+        "model": "tiny_cnn",
+        "weights": features_module.weights_digest(model.backbone),
+        "mean": [0.5] * 3,
+        "std": [0.25] * 3,
+        "flip": False,
+    }
+    name = hashlib.sha256(json.dumps(layout).encode()).hexdigest()[:24]
+    stores = {p.name for p in (cache / "features" / "by-image").iterdir()}
+    assert name in stores and len(stores) == 2

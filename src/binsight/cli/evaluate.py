@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from binsight.cli.common import add_config_args, load_stage_config
+from binsight.inference.backends import backend_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep the artifact's temperature and review band instead of fitting them on val",
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: $OMP_NUM_THREADS, else all CPUs)")
+    parser.add_argument(
+        "--backend",
+        choices=backend_names(),
+        help="inference backend (default torch, in the precision `amp: auto` picks; torch-bf16/torch-fp32 fix it)",
+    )
     add_config_args(parser)
     parser.set_defaults(func=handler)
 
@@ -38,7 +44,7 @@ def handler(args: argparse.Namespace) -> int:
     from binsight.config.schemas import EvaluateConfig
     from binsight.evaluation.evaluate import evaluate_run, format_report
 
-    flags = {"split": args.split, "data": args.data, "batch_size": args.batch_size, "threads": args.threads}
+    flags = {k: getattr(args, k) for k in ("split", "data", "batch_size", "threads", "backend")}
     cfg = load_stage_config(EvaluateConfig, args, {**flags, "calibrate": False if args.no_calibrate else None})
     metrics = evaluate_run(
         args.run,
@@ -47,6 +53,7 @@ def handler(args: argparse.Namespace) -> int:
         batch_size=cfg.batch_size,
         calibrate=cfg.calibrate,
         threads=cfg.threads or None,
+        backend=cfg.backend,
     )
     print(format_report(metrics))
     print(f"wrote metrics.json, predictions.csv and plots to {metrics['evaluation_dir']}")

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--backend",
         choices=backend_names(),
         default=None,
-        help="inference engine (default torch; onnx/onnx-int8 need `binsight export --format onnx [--int8]`)",
+        help="inference engine (default torch, in the precision `amp: auto` picks; torch-bf16/torch-fp32 fix it; "
+        "onnx/onnx-int8 need `binsight export --format onnx [--int8]`)",
     )
     parser.add_argument(
         "--endpoint-name",

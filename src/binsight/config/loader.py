@@ -85,6 +85,9 @@ def _coerce(value: Any, tp: Any, key: str, default: Any = None) -> Any:
         allowed = get_args(tp)
         if value in allowed:
             return value
+        # YAML 1.1 reads `off`/`no`/`false` as False (and `on` as True): `amp=off` means the string.
+        if isinstance(value, bool) and ("on" if value else "off") in allowed:
+            return "on" if value else "off"
         # YAML reads `1` as int where a Literal holds strings; accept the string form.
         if str(value) in [str(a) for a in allowed]:
             return next(a for a in allowed if str(a) == str(value))

@@ -369,8 +369,12 @@ class EvaluateConfig:
     batch_size: int = 32
     calibrate: bool = True
     threads: int = 0  # torch threads; 0 = $OMP_NUM_THREADS, else all cores
+    backend: str = "torch"  # a name from binsight.inference.backends
 
     def validate(self) -> None:
+        from binsight.inference.backends import check_backend
+
+        check_backend(self.backend)
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if self.threads < 0:

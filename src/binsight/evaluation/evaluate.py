@@ -161,6 +161,7 @@ def evaluate_run(
     batch_size: int = 32,
     calibrate: bool = True,
     threads: int | None = None,
+    backend: str = "torch",
 ) -> dict[str, Any]:
     """Evaluate a run on one split and write its report files (see the module docstring).
 
@@ -171,6 +172,8 @@ def evaluate_run(
         batch_size: images per forward pass.
         calibrate: fit the temperature and review band on ``val`` (skipped when ``split`` is ``val``).
         threads: torch intra-op threads (default ``OMP_NUM_THREADS`` or all CPUs).
+        backend: the Predictor backend (``torch``: the precision policy's choice; ``torch-bf16``,
+            ``torch-fp32``, ``onnx``, ``onnx-int8``), to measure what a serving backend does to accuracy.
 
     Returns:
         The contents of ``metrics.json``.
@@ -192,7 +195,7 @@ def evaluate_run(
     own_data = out_dir == run_dir
     if not splits[split]:
         raise DataError(f"the {split} split is empty; nothing to evaluate")
-    predictor = Predictor(artifact_dir, threads=threads)
+    predictor = Predictor(artifact_dir, backend=backend, threads=threads)
     meta = predictor.meta
     labels = predictor.class_labels
     k = len(labels)
@@ -240,7 +243,10 @@ def evaluate_run(
         model={"name": meta.name, "version": meta.version, "artifact": str(artifact_dir)},
         data=str(split_dir.resolve()),
         evaluation_dir=str(out_dir),
+        backend=backend,
     )
+    if hasattr(predictor.backend, "precision"):  # the torch backends: the precision the policy chose
+        metrics["precision"] = predictor.backend.precision.mode
 
     atomic_write_text(out_dir / "predictions.csv", _predictions_csv(evaluated.paths, y, probs, labels))
     cm = np.asarray(metrics["confusion_matrix"])

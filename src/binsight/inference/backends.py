@@ -17,6 +17,8 @@ from binsight.errors import BinsightError
 
 _REGISTRY: dict[str, str] = {
     "torch": "binsight.inference.predictor:TorchBackend",
+    "torch-bf16": "binsight.inference.torch_backend:TorchBf16Backend",
+    "torch-fp32": "binsight.inference.torch_backend:TorchFp32Backend",
     "onnx": "binsight.inference.onnx_backend:OnnxBackend",
     "onnx-int8": "binsight.inference.onnx_backend:OnnxInt8Backend",
 }

@@ -61,7 +61,8 @@ def resolve_threads(threads: int | None) -> int:
 
 
 class TorchBackend:
-    """Run the artifact's network in PyTorch (eval mode, inference mode, channels-last).
+    """Run the artifact's network in PyTorch (eval mode, inference mode, channels-last), in the precision
+    :func:`binsight.precision.decide` picks for serving it under ``amp`` (``torch-bf16``: forced bf16).
 
     Args:
         meta: The artifact's metadata (architecture, classes, head).
@@ -71,11 +72,13 @@ class TorchBackend:
     """
 
     name = "torch"
+    amp = "auto"
 
     def __init__(self, meta: ArtifactMeta, folder: Path, threads: int | None = None, device: str = "cpu") -> None:
         import torch
 
         from binsight.models import create_model
+        from binsight.precision import decide
 
         torch.set_num_threads(resolve_threads(threads))
         self.device = torch.device(device)
@@ -91,11 +94,12 @@ class TorchBackend:
                 f"with {meta.num_classes} classes and head {meta.head!r}: {str(exc).splitlines()[0]}"
             ) from None
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        self.precision = decide("serve", meta.architecture, self.amp, device=self.device)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), self.precision.autocast():
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
             out = self.model(x.contiguous(memory_format=torch.channels_last))
             return out.float().cpu().numpy()

@@ -3,12 +3,14 @@
 With ``freeze_backbone: true`` and ``augment: none`` every epoch would push the same images through the same
 frozen backbone; instead the features are computed once and stored beside the decode cache, keyed by the
 decode-cache key, the model name and a digest of the backbone's weights (so a random-init backbone of another
-seed, or other pretrained weights, never reuses them), plus the normalisation and the flip used for TTA.
+seed, or other pretrained weights, never reuses them), plus the normalisation, the flip used for TTA and the
+precision (:func:`binsight.precision.decide` for ``features``: bf16 features are not float32 features).
 
 Features are also kept per image in a *store* (``features/by-image/<key>/``, keyed by the model, its weights
-digest, normalisation, flip and the decode size and resize; rows are identified by the sha256 of their image),
-so a manifest whose images were featurised for another manifest (the folds of a cross-validation, a re-split,
-a tuning trial on a subset) computes only the images never seen before.
+digest, normalisation, flip, precision and the decode size and resize; rows are identified by the sha256 of their
+image), so a manifest whose images were featurised for another manifest (the folds of a cross-validation, a
+re-split, a tuning trial on a subset) computes only the images never seen before. Float32 keys carry no precision
+field, so stores and caches written before the precision policy stay valid.
 """
 
 from __future__ import annotations
@@ -49,11 +51,23 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _precision_field(precision: str) -> dict[str, str]:
+    """The key field of a non-float32 precision; none for float32, so float32 keys stay as they were."""
+    return {"precision": precision} if precision != "float32" else {}
+
+
 def feature_key(
-    decoded: DecodedImages, model_name: str, digest: str, mean: Sequence[float], std: Sequence[float], flip: bool
+    decoded: DecodedImages,
+    model_name: str,
+    digest: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    flip: bool,
+    precision: str = "float32",
 ) -> str:
     text = json.dumps(
         {
+            **_precision_field(precision),
             "format": FEATURE_FORMAT,
             "images": decoded.key,
             "model": model_name,
@@ -77,9 +91,12 @@ def compute_features(
     flip: bool = False,
     channels_last: bool = False,
     desc: str = "features",
+    dtype: torch.dtype | None = None,
 ) -> np.ndarray:
-    """Run ``model.features`` over uint8 NHWC ``images`` in eval mode; returns (N, D) float32."""
+    """Run ``model.features`` over uint8 NHWC ``images`` in eval mode, in autocast ``dtype`` if given (else
+    float32); returns (N, D) float32."""
     from binsight.data.transforms import normalize_uint8
+    from binsight.precision import autocast
     from binsight.utils.progress import progress
 
     was_training = model.training
@@ -93,7 +110,8 @@ def compute_features(
             x = x.flip(3)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out.append(cast("BinCounter", model).features(x).float().cpu())
+        with autocast(device, dtype):
+            out.append(cast("BinCounter", model).features(x).float().cpu())
     model.train(was_training)
     if not out:
         return np.zeros((0, int(getattr(model, "feature_dim", 0))), dtype=np.float32)
@@ -108,9 +126,11 @@ def _store_dir(
     mean: Sequence[float],
     std: Sequence[float],
     flip: bool,
+    precision: str = "float32",
 ) -> Path:
     text = json.dumps(
         {
+            **_precision_field(precision),
             "format": FEATURE_FORMAT,
             "size": decoded.size,
             "resize": decoded.resize,
@@ -155,18 +175,24 @@ def cached_features(
     flip: bool = False,
     channels_last: bool = False,
     desc: str = "features",
+    amp: str = "auto",
 ) -> tuple[np.ndarray, bool]:
-    """Backbone features of ``decoded``, from the cache or computed and stored.
+    """Backbone features of ``decoded``, from the cache or computed and stored, in the precision the policy
+    picks for ``features`` of ``model_name`` under ``amp`` (``auto``/``off``/``bf16``).
 
     Returns:
         ``(features (N, D) float32, built)``; ``built`` is False when the cache already held them.
     """
+    from binsight.precision import amp_dtype
+
+    dtype = amp_dtype("features", model_name, amp, device)
+    precision = "bf16" if dtype is not None else "float32"
     digest = weights_digest(cast("BinCounter", model).backbone)
-    key = feature_key(decoded, model_name, digest, mean, std, flip)
+    key = feature_key(decoded, model_name, digest, mean, std, flip, precision)
     root = cache_root(cache_dir)
     path = root / "features" / f"{key}.npy"
     by_image = decoded.sha256 is not None and decoded.resize != ""
-    store = _store_dir(root, decoded, model_name, digest, mean, std, flip) if by_image else None
+    store = _store_dir(root, decoded, model_name, digest, mean, std, flip, precision) if by_image else None
     if path.is_file():
         try:
             feats = np.load(path)
@@ -185,7 +211,7 @@ def cached_features(
     todo = [i for i, sha in enumerate(shas) if sha not in known] if store is not None else list(range(len(decoded)))
     if todo or len(decoded) == 0:
         images = decoded.images if len(todo) == len(decoded) else decoded.images[np.array(todo)]
-        fresh = compute_features(model, images, mean, std, device, batch_size, flip, channels_last, desc)
+        fresh = compute_features(model, images, mean, std, device, batch_size, flip, channels_last, desc, dtype)
     else:
         fresh = np.zeros((0, 0), dtype=np.float32)
     if store is not None:

@@ -1,4 +1,4 @@
-"""Process-level training settings: device, bf16 autocast, seeds, deterministic mode, RNG state."""
+"""Process-level training settings: device, seeds, deterministic mode, RNG state."""
 
 from __future__ import annotations
 
@@ -27,22 +27,6 @@ def resolve_device(name: str, dist: Dist | None = None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BinsightError(f"device {name!r} asked for but CUDA is not available; use device=cpu or device=auto")
     return device
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 for ``bf16``, and for ``auto`` on a CUDA device that supports it; else None."""
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
-    """An autocast context for ``dtype``, or a no-op when it is None."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def seed_everything(seed: int) -> None:

@@ -29,13 +29,14 @@ from binsight.config.loader import to_dict
 from binsight.config.schemas import TrainConfig
 from binsight.errors import CheckpointError
 from binsight.faults import Faults
+from binsight.precision import amp_dtype, autocast
 from binsight.training.checkpoint import CheckpointManager
 from binsight.training.data import SplitData, balanced_weights, batch_slices, epoch_order, gather
 from binsight.training.distributed import all_gather_object, all_reduce_grads, barrier, broadcast_object, unwrap
 from binsight.training.optim import LRSchedule, build_optimizer
 from binsight.training.protocol import WorkerEnv
 from binsight.training.records import FitResult, write_metrics_csv
-from binsight.training.runtime import amp_dtype, autocast, deterministic_mode, resolve_device, seed_everything
+from binsight.training.runtime import deterministic_mode, resolve_device, seed_everything
 from binsight.training.state import TrainingState
 from binsight.training.stopping import StopPolicy, TimeBudget
 from binsight.training.validation import Validator
@@ -86,7 +87,8 @@ class Trainer:
         self.stopper = StopPolicy(self.stop, TimeBudget(cfg.max_runtime, start_time), self.worker)
         self.checkpoints = CheckpointManager(self.run_dir / "weights")
         self.device = resolve_device(cfg.device, self.dist)
-        self.amp = amp_dtype(cfg.amp, self.device)
+        self.amp = amp_dtype("train", cfg.model, cfg.amp, self.device)
+        self.eval_amp = amp_dtype("eval", cfg.model, cfg.amp, self.device)  # validation: inference's decision
         if self.device.type == "cuda" and not cfg.deterministic:
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
 
@@ -124,7 +126,7 @@ class Trainer:
             cfg.scheduler, self.batches_per_epoch, cfg.epochs, cfg.warmup_epochs, cfg.step_size, cfg.step_gamma
         )
         self.validator = Validator(
-            data, self.dist, self.device, self.amp, self.loss_fn, self.mean, self.std,
+            data, self.dist, self.device, self.eval_amp, self.loss_fn, self.mean, self.std,
             cfg.batch_size, cfg.tta, self.channels_last,
         )  # fmt: skip
         self._train_feats: np.ndarray | None = None
@@ -175,6 +177,7 @@ class Trainer:
             device=self.device,
             cache_dir=self.cfg.cache_dir,
             batch_size=max(64, self.cfg.batch_size),
+            amp=self.cfg.amp,
         )
         # One process per machine computes the feature cache; the others then read it.
         first = self.dist.local_rank == 0

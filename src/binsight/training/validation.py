@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from binsight.precision import autocast
 from binsight.training.data import SplitData, gather, sequential_batches
 from binsight.training.distributed import Dist, all_gather_object, shard_bounds, unwrap
-from binsight.training.runtime import autocast
 
 
 class Validator:
@@ -24,7 +24,7 @@ class Validator:
     Args:
         data: the decoded splits (``val`` is scored).
         dist: rank and world size.
-        device, amp: where and in which autocast dtype the forward passes run.
+        device, amp: where and in which autocast dtype (the eval precision) the forward passes run.
         loss_fn: the training loss (the validation loss is its mean).
         mean, std: the model's normalisation.
         batch_size: the training batch size (validation uses twice it).
