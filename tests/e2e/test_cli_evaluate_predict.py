@@ -292,6 +292,8 @@ def test_evaluate_and_predict_settings_come_from_config_files_and_overrides(eval
     assert out[0].startswith("image,predicted_count") and out[1].split(",")[4] == "3"
     bad = run_cli("predict", "--model", run, image, "batch_size=0", check=False)
     assert bad.returncode == 2 and "batch_size must be >= 1" in bad.stderr
+    bad = run_cli("predict", "--model", run, image, "backend=tpu", check=False)
+    assert bad.returncode == 2 and "unknown backend 'tpu'" in bad.stderr  # refused when the config is read
     bad = run_cli("evaluate", "--model", run, "split=dev", check=False)
     assert bad.returncode == 2 and "split: 'dev' is not allowed" in bad.stderr
 

@@ -392,6 +392,9 @@ class PredictConfig:
     expected_quantity: int | None = None
 
     def validate(self) -> None:
+        from binsight.inference.backends import check_backend
+
+        check_backend(self.backend)
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if self.threads < 0:
