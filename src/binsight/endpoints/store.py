@@ -19,12 +19,12 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from binsight.errors import BinsightError
+from binsight.utils.sqlite import immediate_transaction
 
 # Control-plane statuses, as SageMaker names them.
 CREATING, IN_SERVICE, UPDATING, FAILED, DELETING = "Creating", "InService", "Updating", "Failed", "Deleting"
@@ -132,20 +132,9 @@ class EndpointRegistry:
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction: committed on success, rolled back on any exception."""
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+        return immediate_transaction(self._connect)
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         conn = self._connect()
