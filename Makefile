@@ -29,7 +29,7 @@ test: $(STAMP_DEV)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# mypy's settings (strict for training, tuning, pipeline, config and their CLI) are in pyproject.toml.
+# mypy's settings (strict where the process boundaries live; see [tool.mypy] in pyproject.toml).
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
