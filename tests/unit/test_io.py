@@ -55,3 +55,32 @@ def test_run_dirs_are_numbered_never_reused(tmp_path: Path):
     # a name that ends in digits stays readable: r18, r18-2 (never r182)
     assert [next_run_dir(tmp_path, "train", "r18").name for _ in range(2)] == ["r18", "r18-2"]
     assert sorted(p.name for p in run_dirs(tmp_path, "train", "exp")) == ["exp", "exp-2", "exp-3", "exp-7", "exp-8"]
+
+
+def test_extract_tar_takes_plain_members_and_refuses_escapes_and_links(tmp_path: Path):
+    import io
+    import tarfile
+
+    from binsight.errors import BinsightError
+    from binsight.utils.io import extract_tar
+
+    def archive(name: str, *members: tuple[str, bytes | None]) -> Path:
+        path = tmp_path / name
+        with tarfile.open(path, "w:gz") as tar:
+            for member, data in members:
+                info = tarfile.TarInfo(member)
+                if data is None:
+                    info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                    tar.addfile(info)
+                else:
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        return path
+
+    good = archive("good.tar.gz", ("model.json", b"{}"), ("code/inference.py", b"x = 1"))
+    assert extract_tar(good, tmp_path / "out") == ["model.json", "code/inference.py"]
+    assert (tmp_path / "out" / "code" / "inference.py").read_bytes() == b"x = 1"
+    for bad in (archive("up.tar.gz", ("../evil", b"!")), archive("link.tar.gz", ("link", None))):
+        with pytest.raises(BinsightError, match="refusing member"):
+            extract_tar(bad, tmp_path / "bad")
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "bad").exists()

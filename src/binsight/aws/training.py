@@ -14,7 +14,6 @@ restart, or ``binsight aws train --resume JOB`` after MaxRuntime, continues from
 from __future__ import annotations
 
 import json
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from binsight.aws.package import TRAIN_ENTRY, build_sourcedir
 from binsight.aws.prices import instance_seconds_cost, usd
 from binsight.aws.session import Target, check_instance_type, check_role
 from binsight.config.schemas import TrainConfig
+from binsight.utils.io import extract_tar
 
 CHECKPOINT_LOCAL = "/opt/ml/checkpoints"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -335,9 +335,7 @@ def download_run(api: Api, desc: dict[str, Any], out_dir: Path, local_data: str 
             raise
         archive = out_dir / Path(key).name
         archive.write_bytes(body)
-        folder.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(folder, filter="data")
+        extract_tar(archive, folder)
     config = out_dir / "config.yaml"
     if local_data and config.is_file():
         from binsight.config.loader import dump_yaml, read_yaml

@@ -112,3 +112,31 @@ def write_tar_gz(out: str | Path, members: list[tuple[Path, str]], texts: dict[s
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def extract_tar(archive: str | Path, folder: str | Path) -> list[str]:
+    """Extract ``archive`` into ``folder``, refusing members that would land outside it or are not plain files
+    and folders (links, devices). Returns the member names.
+
+    Python's ``filter="data"`` does this from 3.11.4 on; the check here also holds on older 3.11 releases.
+    """
+    import tarfile
+
+    from binsight.errors import BinsightError
+
+    folder = Path(folder)
+    root = folder.resolve()
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+        for member in members:
+            target = (root / member.name).resolve()
+            if not (member.isfile() or member.isdir()) or (target != root and root not in target.parents):
+                raise BinsightError(f"{archive}: refusing member {member.name!r} (outside the folder, or not a file)")
+        folder.mkdir(parents=True, exist_ok=True)
+        for member in members:
+            member.mode = (member.mode | 0o600) & 0o755  # no set-id bits, always readable by the owner
+            if hasattr(tarfile, "data_filter"):  # 3.11.4+: say the members were checked (no deprecation warning)
+                tar.extract(member, folder, set_attrs=False, filter="fully_trusted")
+            else:
+                tar.extract(member, folder, set_attrs=False)
+    return [m.name for m in members]
