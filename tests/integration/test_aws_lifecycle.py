@@ -26,6 +26,7 @@ import pytest
 from binsight.aws.ledger import TAG_KEY, Ledger, Resource
 from binsight.aws.training import METRIC_DEFINITIONS
 from binsight.cli.main import main as cli_main
+from binsight.utils.io import extract_tar
 from tests.conftest import cli_env
 from tests.integration.gateway_servers import moto_s3
 
@@ -129,8 +130,9 @@ def play_inference_container(model_tar: bytes, root: Path, body: bytes, content_
     """AWS's PyTorch inference toolkit: model.tar.gz → /opt/ml/model, code/ on sys.path, the four handlers."""
     model_dir = root / "opt" / "ml" / "model"
     model_dir.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(model_tar)) as tar:
-        tar.extractall(model_dir, filter="data")
+    archive = root / "model.tar.gz"
+    archive.write_bytes(model_tar)
+    extract_tar(archive, model_dir)  # as the container unpacks it (checked members; any Python 3.11)
     script = root / "toolkit.py"
     script.write_text(
         "import sys, inference\n"
