@@ -62,6 +62,23 @@ def test_train_writes_the_full_run_directory(split, tmp_path, env):
     create_model(meta["architecture"], len(meta["class_labels"]), head=meta["head"]).load_state_dict(load_weights(run))
 
 
+def test_train_with_no_settings_trains_the_real_photo_recipe(split, tmp_path, env):
+    """No --config and no keys: frozen ImageNet Lite0 on cached features, ordinal head, thresholds at evaluate."""
+    proc = run_cli("train", "--data", split, "--project", tmp_path / "runs", "epochs=3", env=env)
+    run = tmp_path / "runs" / "train" / "exp"
+    assert f"run: {run}" in proc.stdout
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert (config["model"], config["weights"], config["head"], config["loss"]) == (
+        "efficientnet_lite0", "imagenet", "ordinal", "auto"
+    )  # fmt: skip
+    assert config["freeze_backbone"] and config["augment"] == "none" and config["decision"] == "macro_f1"
+    meta = json.loads((run / "artifact" / "model.json").read_text())
+    assert (meta["architecture"], meta["head"], meta["input_size"]) == ("efficientnet_lite0", "ordinal", 224)
+    run_cli("evaluate", "--model", run, env=env)
+    meta = json.loads((run / "artifact" / "model.json").read_text())
+    assert len(meta["class_bias"]) == 3, "evaluate fits per-class decision thresholds for the default decision"
+
+
 def test_config_errors_exit_2_naming_the_key(split, tmp_path, env):
     proc = run_cli("train", "--data", split, "--project", tmp_path, "epoch=3", check=False, env=env)
     assert proc.returncode == 2

@@ -21,6 +21,7 @@ from tests.integration.train_helpers import make_split
 
 TINY_TUNE = [
     "train.model=tiny_cnn",
+    "train.weights=none",
     "train.img_size=32",
     "train.epochs=2",
     "train.max_train_batches=1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -85,7 +86,9 @@ def test_full_pipeline_runs_every_stage_and_cleans_up(tmp_path: Path):
     assert "<h2 id='environment'>" in report and "torch" in report and "git commit" in report
     assert "<summary>raw outputs (JSON)</summary>" in report and "<summary>pipeline.json</summary>" in report
     assert "href='final/artifact'" in report
-    assert "0.339" not in report and "0.352" not in report  # SynthBins scores are not set against real photos
+    # SynthBins scores are not set against the capstone report's real-photo scores (the raw JSON may hold any number).
+    prose = re.sub(r"<details>.*?</details>", "", report, flags=re.S)
+    assert "0.339" not in prose and "0.352" not in prose
     assert "report: " in proc.stdout
 
     # --only re-runs one stage in the same run directory; --resume then has nothing left to do
@@ -114,7 +117,16 @@ def test_interrupted_training_stage_continues_on_resume(tmp_path: Path):
         "name": "stop",
         "stages": ["synth", "split", "train"],
         "synth": {"n": 40, "width_min": 96, "width_max": 128},
-        "train": {"model": "tiny_cnn", "img_size": 32, "epochs": 80, "batch_size": 4, "patience": 0, "max_runtime": 4},
+        "train": {
+            "model": "tiny_cnn",
+            "weights": "none",
+            "freeze_backbone": False,
+            "img_size": 32,
+            "epochs": 80,
+            "batch_size": 4,
+            "patience": 0,
+            "max_runtime": 4,
+        },  # fmt: skip
     }
     cfg.write_text(yaml.safe_dump(small))
     env = cli_env(BINSIGHT_CACHE_DIR=str(tmp_path / "cache"))

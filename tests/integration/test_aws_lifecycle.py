@@ -33,7 +33,10 @@ from tests.integration.gateway_servers import moto_s3
 REGION = "us-east-1"
 BUCKET = "binsight-test"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
-TRAIN_OVERRIDES = ["model=tiny_cnn", "img_size=32", "batch_size=4", "epochs=1", "augment=none", "patience=0"]
+TRAIN_OVERRIDES = [
+    "model=tiny_cnn", "weights=none", "freeze_backbone=false", "img_size=32", "batch_size=4", "epochs=1",
+    "augment=none", "patience=0",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from tests.integration.train_helpers import make_split
 
 pytestmark = pytest.mark.ddp
 
-TINY = ["model=tiny_cnn", "img_size=32", "augment=none", "patience=0"]
+TINY = ["model=tiny_cnn", "weights=none", "freeze_backbone=false", "img_size=32", "augment=none", "patience=0"]
 
 
 @pytest.fixture(scope="module")

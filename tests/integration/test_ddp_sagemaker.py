@@ -83,7 +83,20 @@ def test_a_job_trains_publishes_and_a_restarted_job_resumes_from_the_checkpoint_
         BINSIGHT_CACHE_DIR=str(tmp_path / "cache"),
     )
     # SageMaker style: --key value pairs, JSON-quoted strings, Python booleans.
-    hyper = ["--model", '"tiny_cnn"', "--img-size", "32", "--batch_size", "4", "--augment", "none"]
+    hyper = [
+        "--model",
+        '"tiny_cnn"',
+        "--weights",
+        "none",
+        "--freeze_backbone",
+        "false",
+        "--img-size",
+        "32",
+        "--batch_size",
+        "4",
+        "--augment",
+        "none",
+    ]
     hyper += ["--deterministic", "True", "--patience", "0"]
     code = "from binsight.training.sagemaker import main; raise SystemExit(main())"
 

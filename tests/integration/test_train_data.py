@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +64,21 @@ def test_default_config_file_documents_every_key():
     assert load_config(TrainConfig, path) == TrainConfig(), "train-default.yaml must hold the library defaults"
     commented = {line.split(":")[0] for line in path.read_text().splitlines() if "#" in line and ":" in line}
     assert set(keys) <= commented, f"keys without a comment: {set(keys) - commented}"
+
+
+def test_train_defaults_are_the_recommended_real_photo_recipe():
+    import dataclasses
+
+    from binsight.config import load_config
+    from binsight.config.schemas import TrainConfig
+
+    recipe = load_config(TrainConfig, Path(__file__).resolve().parents[2] / "configs" / "abid.yaml")
+    defaults = TrainConfig()
+    # The run name and the precision (a property of the machine, not of the recipe) may differ.
+    differ = {
+        f.name
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in ("name", "amp", "loss") and getattr(recipe, f.name) != getattr(defaults, f.name)
+    }
+    assert not differ, f"binsight train's defaults differ from configs/abid.yaml in {sorted(differ)}"
+    assert defaults.loss_kind == recipe.loss_kind == "ordinal"

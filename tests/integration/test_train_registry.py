@@ -22,7 +22,7 @@ def _test_pool_net() -> BackboneSpec:
 
 def test_a_registered_model_is_trained_through_the_config(tmp_path):
     split = make_split(tmp_path / "data", n_train=6, n_val=3, n_test=0)
-    overrides = [f"data={split}", "model=_test_pool_net", "img_size=16", "epochs=1", "augment=none"]
+    overrides = [f"data={split}", "model=_test_pool_net", "weights=none", "img_size=16", "epochs=1", "augment=none"]
     cfg = load_config(TrainConfig, None, [*overrides, f"cache_dir={tmp_path / 'cache'}"])
     result = run_training_job(cfg, out=tmp_path / "run", handle_signals=False)
     assert result is not None and (result.artifact_dir / "model.json").is_file()
@@ -30,7 +30,9 @@ def test_a_registered_model_is_trained_through_the_config(tmp_path):
 
 
 def test_unregistered_models_are_refused_in_train_and_tune_configs():
-    with pytest.raises(ConfigError, match="model: 'no_such_net' is not allowed; expected one of 'resnet18', "):
+    with pytest.raises(
+        ConfigError, match="model: 'no_such_net' is not allowed; expected one of 'efficientnet_lite0', "
+    ):
         load_config(TrainConfig, None, ["model=no_such_net"])
     with pytest.raises(ConfigError, match="no_such_net"):
         load_config(TuneConfig, None, ["space.model=[_test_pool_net, no_such_net]"])

@@ -16,6 +16,7 @@ from tests.integration.train_helpers import make_split
 
 TINY = [
     "train.model=tiny_cnn",
+    "train.weights=none",
     "train.img_size=32",
     "train.max_train_batches=1",
     "train.augment=none",

@@ -26,6 +26,7 @@ pytestmark = [
 ]
 TINY = [
     "train.model=tiny_cnn",
+    "train.weights=none",
     "train.img_size=32",
     "train.epochs=2",
     "train.max_train_batches=1",

@@ -38,8 +38,16 @@ def make_split(root: Path, n_train: int = 18, n_val: int = 6, n_test: int = 3, s
     return split
 
 
+# The train defaults are the real-photo recipe (frozen ImageNet Lite0, ordinal head); tests train a tiny CNN
+# from scratch with a softmax head instead.
 TINY = [
     "model=tiny_cnn",
+    "weights=none",
+    "head=softmax",
+    "loss=ce",
+    "freeze_backbone=false",
+    "warmup_epochs=0",
+    "decision=argmax",
     "img_size=32",
     "batch_size=4",
     "augment=light",

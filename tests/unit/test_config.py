@@ -48,16 +48,27 @@ def test_unknown_nested_key_has_dotted_name():
     [
         ("epochs=abc", "epochs: expected an integer"),
         ("lr=fast", "lr: expected a number"),
-        ("model=resnet9000", "model: 'resnet9000' is not allowed; expected one of 'resnet18'"),
+        ("model=resnet9000", "model: 'resnet9000' is not allowed; expected one of 'efficientnet_lite0'"),
         ("freeze_backbone=maybe", "freeze_backbone: expected true or false"),
         ("epochs=0", "epochs must be >= 1"),
-        ("head=ordinal", "head 'ordinal' needs loss 'ordinal'"),
+        (
+            "loss=focal",
+            "loss 'focal' is for the softmax head, and the head is 'ordinal' (the default): add head=softmax",
+        ),
     ],
 )
 def test_wrong_types_and_ranges_are_rejected(override: str, fragment: str):
     with pytest.raises(ConfigError) as err:
         load_config(TrainConfig, None, [override])
     assert fragment in str(err.value)
+
+
+def test_loss_auto_follows_the_head():
+    assert load_config(TrainConfig, None, []).loss_kind == "ordinal"
+    assert load_config(TrainConfig, None, ["head=softmax"]).loss_kind == "weighted_ce"
+    assert load_config(TrainConfig, None, ["head=softmax", "loss=focal"]).loss_kind == "focal"
+    with pytest.raises(ConfigError, match="loss 'ordinal' needs head 'ordinal'"):
+        load_config(TrainConfig, None, ["head=softmax", "loss=ordinal"])
 
 
 def test_bool_is_not_an_int():

@@ -14,11 +14,12 @@ if TYPE_CHECKING:
     from binsight.training.launch import Launch
 
 EPILOG = """examples:
-  binsight train --data splits/demo model=tiny_cnn img_size=64 epochs=5
-  binsight train --data splits/abid --config configs/train-default.yaml lr=3e-4 --out runs/train/abid-r18
+  binsight train --data splits/abid                 # the defaults: the real-photo recipe (configs/abid.yaml)
+  binsight train --data splits/abid --config abid-finetune   # a shipped recipe (binsight cfg lists them)
+  binsight train --data splits/demo model=tiny_cnn weights=none freeze_backbone=false img_size=64 epochs=5
   binsight train --resume runs/train/exp            # continue after SIGTERM, Ctrl-C or max_runtime
   binsight train --resume runs/train/exp epochs=20  # resume and train longer
-  binsight train --nproc 2 --data splits/demo model=tiny_cnn batch_size=32   # 2 data-parallel workers
+  binsight train --nproc 2 --data splits/demo freeze_backbone=false augment=light   # 2 data-parallel workers
   binsight train --nnodes 2 --nproc 1 --rdzv-endpoint node1:29400 --out /shared/runs/r18 --data …  # each node
   torchrun --nnodes 2 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint node1:29400 \\
       -m binsight train --data … --out /shared/runs/r18 --auto-resume
@@ -26,8 +27,10 @@ EPILOG = """examples:
 batch_size is the GLOBAL batch: each of W workers trains on its share of every batch. Hyperparameters may
 also be given as --key value (SageMaker style): --lr 0.001 --epochs 3 equals lr=0.001 epochs=3.
 
-Every key is documented in configs/train-default.yaml. Exit codes: 0 done, 1 error, 2 config error,
-3 stopped with a checkpoint saved (resume with --resume)."""
+The defaults are the cross-validated real-photo recipe: a frozen ImageNet EfficientNet-Lite0 (features
+cached, so epochs take seconds), an ordinal head, and decision thresholds that `binsight evaluate` fits for
+macro-F1 on val. Every key is documented in configs/train-default.yaml (binsight cfg train-default).
+Exit codes: 0 done, 1 error, 2 config error, 3 stopped with a checkpoint saved (resume with --resume)."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

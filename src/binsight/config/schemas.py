@@ -92,31 +92,36 @@ class TrackingConfig:
 
 @dataclass
 class TrainConfig:
-    """`binsight train`: one training run."""
+    """`binsight train`: one training run.
+
+    The defaults are binsight's recipe for real bin photos (``configs/abid.yaml``, cross-validated in
+    docs/recipes.md): a frozen ImageNet EfficientNet-Lite0 whose features are cached, an ordinal head, and
+    decision thresholds fitted for macro-F1 by ``binsight evaluate``.
+    """
 
     name: str = "exp"
     data: str = ""
-    model: ModelName = "resnet18"
-    weights: str = "none"
-    head: Literal["softmax", "ordinal"] = "softmax"
-    loss: Literal["ce", "weighted_ce", "focal", "gce", "ordinal"] = "ce"
+    model: ModelName = "efficientnet_lite0"
+    weights: str = "imagenet"
+    head: Literal["softmax", "ordinal"] = "ordinal"
+    loss: Literal["auto", "ce", "weighted_ce", "focal", "gce", "ordinal"] = "auto"
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
     img_size: int = 224
     resize: Literal["letterbox", "stretch", "center_crop"] = "letterbox"
-    epochs: int = 10
+    epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     momentum: float = 0.9
     scheduler: Literal["cosine", "step", "none"] = "cosine"
-    warmup_epochs: float = 0.0
+    warmup_epochs: float = 0.5
     step_size: int = 10
     step_gamma: float = 0.1
     patience: int = 5
-    freeze_backbone: bool = False
-    augment: Literal["none", "light", "strong"] = "light"
+    freeze_backbone: bool = True
+    augment: Literal["none", "light", "strong"] = "none"
     balance: bool = False
     grad_clip: float = 0.0
     seed: int = 0
@@ -124,7 +129,7 @@ class TrainConfig:
     channels_last: bool = True
     amp: Literal["auto", "bf16", "off"] = "auto"
     tta: bool = False
-    decision: Literal["argmax", "macro_f1"] = "argmax"
+    decision: Literal["argmax", "macro_f1"] = "macro_f1"
     num_workers: int = 0
     max_runtime: float = 0.0
     max_train_batches: int = 0
@@ -155,10 +160,20 @@ class TrainConfig:
             raise ValueError("step_size must be >= 1 epoch and step_gamma in (0, 1]")
         if self.max_runtime < 0 or self.max_train_batches < 0 or self.num_workers < 0:
             raise ValueError("max_runtime, max_train_batches and num_workers must be >= 0 (0 = off / automatic)")
-        if self.head == "ordinal" and self.loss != "ordinal":
-            raise ValueError("head 'ordinal' needs loss 'ordinal'")
+        if self.head == "ordinal" and self.loss not in ("auto", "ordinal"):
+            raise ValueError(
+                f"loss '{self.loss}' is for the softmax head, and the head is 'ordinal' (the default): "
+                "add head=softmax, or use loss=auto"
+            )
         if self.loss == "ordinal" and self.head != "ordinal":
-            raise ValueError("loss 'ordinal' needs head 'ordinal'")
+            raise ValueError("loss 'ordinal' needs head 'ordinal' (add head=ordinal, or use loss=auto)")
+
+    @property
+    def loss_kind(self) -> str:
+        """``loss`` with ``auto`` resolved: the ordinal head's CORAL loss, class-weighted CE for the softmax head."""
+        if self.loss != "auto":
+            return self.loss
+        return "ordinal" if self.head == "ordinal" else "weighted_ce"
 
 
 @dataclass

@@ -62,7 +62,8 @@ def train_into(
     workers = f"{nproc} data-parallel workers (gloo), global batch {cfg.batch_size}; " if nproc else ""
     sec = Section(
         f"Training ({folder})",
-        summary=f"{workers}{cfg.model} ({cfg.weights} weights, {cfg.head} head, {cfg.loss} loss) at {cfg.img_size} px, "
+        summary=f"{workers}{cfg.model} ({cfg.weights} weights, {cfg.head} head, {cfg.loss_kind} loss) "
+        f"at {cfg.img_size} px, "
         f"{len(result.history)} epochs{' (stopped early)' if result.stopped_early else ''}; best epoch "
         f"{result.best_epoch}: validation macro-F1 {best['macro_f1']:.3f}, accuracy {best['accuracy']:.3f}.",
         tables=[

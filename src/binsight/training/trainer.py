@@ -112,7 +112,7 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         self.model = self._wrap(model)  # weights are always saved from unwrap(self.model)
         self.loss_fn = build_loss(
-            cfg.loss, data.num_classes, data.class_counts(), cfg.label_smoothing, cfg.focal_gamma
+            cfg.loss_kind, data.num_classes, data.class_counts(), cfg.label_smoothing, cfg.focal_gamma
         ).to(self.device)
         self.optimizer = build_optimizer(cfg, model.parameters())
         self.trainable = [p for p in model.parameters() if p.requires_grad]
