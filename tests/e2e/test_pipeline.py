@@ -90,6 +90,8 @@ def test_full_pipeline_runs_every_stage_and_cleans_up(tmp_path: Path):
     prose = re.sub(r"<details>.*?</details>", "", report, flags=re.S)
     assert "0.339" not in prose and "0.352" not in prose
     assert "report: " in proc.stdout
+    for library in ("werkzeug", "botocore", "httpx", "urllib3"):  # third-party INFO stays out of the log
+        assert f"INFO {library}" not in proc.stderr, library
 
     # --only re-runs one stage in the same run directory; --resume then has nothing left to do
     before = state["stages"]["stats"]["finished"]

@@ -95,6 +95,8 @@ def setup_logging(verbose: bool) -> None:
     logging.getLogger("binsight").setLevel(logging.DEBUG if verbose else logging.INFO)
     # libraries that set their own level when imported read it from the environment
     os.environ["MLFLOW_LOGGING_LEVEL"] = "DEBUG" if verbose else "WARNING"
+    # werkzeug (moto's loopback S3) raises its logger to INFO on first use unless a level is already set
+    logging.getLogger("werkzeug").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
