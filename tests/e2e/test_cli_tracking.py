@@ -75,3 +75,22 @@ def test_a_failed_start_leaves_no_run_folder_and_keeps_the_number(split, tmp_pat
     assert sorted(p.name for p in (project / "train").iterdir()) == ["r18"]  # no r18-2 left behind
     run_cli("train", "--data", split, "--project", project, *TINY, "epochs=1", "name=r18", env=env)
     assert sorted(p.name for p in (project / "train").iterdir()) == ["r18", "r18-2"]
+
+
+def test_unusable_weights_fail_before_any_data_is_read_and_leave_no_folder(split, tmp_path):
+    env = cli_env(BINSIGHT_CACHE_DIR=str(tmp_path / "cache"))
+    project = tmp_path / "runs"
+    tiny = [o for o in TINY if not o.startswith("weights=")]
+    no_imagenet = run_cli(
+        "train", "--data", split, "--project", project, *tiny, "weights=imagenet", env=env, check=False
+    )
+    assert no_imagenet.returncode == 1 and "tiny_cnn has no ImageNet weights" in no_imagenet.stderr
+    assert not (tmp_path / "cache").exists(), "nothing is decoded for a start that cannot succeed"
+    missing = run_cli("train", "--data", split, "--project", project, *tiny, "weights=/nope.pt", env=env, check=False)
+    assert missing.returncode == 1 and "/nope.pt does not exist" in missing.stderr
+    # A file that exists but is truncated only fails when the model is built: the folder goes all the same.
+    truncated = tmp_path / "w.safetensors"
+    truncated.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    bad = run_cli("train", "--data", split, "--project", project, *tiny, f"weights={truncated}", env=env, check=False)
+    assert bad.returncode == 1 and str(truncated) in bad.stderr
+    assert not (project / "train").exists() or not any((project / "train").iterdir())

@@ -199,6 +199,27 @@ def load_weights_file(model: BinCounter, path: str | Path) -> dict[str, object]:
     return {"backbone_tensors": len(backbone), "head_loaded": head_fits}
 
 
+def _no_imagenet(arch: str) -> BinsightError:
+    return BinsightError(
+        f"model {arch} has no ImageNet weights: use weights=none or a file path "
+        "(or a pretrained model such as efficientnet_lite0 or resnet18)"
+    )
+
+
+def check_weights(arch: str, weights: str) -> None:
+    """Fail before any data is read when ``weights`` cannot apply to ``arch`` (no ImageNet weights, no file).
+
+    Whether a download of ImageNet weights works is only known when it is tried.
+    """
+    from binsight.models.registry import build_backbone
+
+    if weights == "imagenet":
+        if build_backbone(arch).load_imagenet is None:
+            raise _no_imagenet(arch)
+    elif weights != "none" and not Path(weights).is_file():
+        read_state_dict(weights)  # raises the missing-file error
+
+
 def load_pretrained(model: BinCounter, weights: str) -> None:
     """Apply ``weights`` (``imagenet`` or a file path) to a freshly built model.
 
@@ -208,10 +229,7 @@ def load_pretrained(model: BinCounter, weights: str) -> None:
     if weights == "imagenet":
         loader = model._spec.load_imagenet
         if loader is None:
-            raise BinsightError(
-                f"model {model.arch} has no ImageNet weights: use weights=none or a file path "
-                "(or a pretrained model such as efficientnet_lite0 or resnet18)"
-            )
+            raise _no_imagenet(model.arch)
         loader(model.backbone)
         return
     load_weights_file(model, weights)

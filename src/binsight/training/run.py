@@ -244,12 +244,14 @@ def _prepare(
     Rank 0 alone decides the run directory and reads the checkpoint; the other ranks get both by broadcast,
     so every rank continues from the same file even when one is being rewritten, and errors reach all ranks.
     """
+    from binsight.models.weights import check_weights
     from binsight.training import distributed as D
     from binsight.training.data import SplitData, load_split_data
     from binsight.training.trainer import Trainer
     from binsight.utils.io import atomic_write_text
 
     dist = worker.dist
+    check_weights(cfg.model, cfg.weights)
 
     def choose_run_dir() -> tuple[str, bool, bool]:
         """(run directory, resuming, whether this call created the folder)."""
@@ -277,13 +279,13 @@ def _prepare(
 
     try:
         data = D.run_on_local_first(load, dist)
+        trainer = Trainer(cfg, data, run_dir, worker, stop, on_epoch_end, start_time, faults)
     except BaseException:
-        if created and dist.is_main:  # a start that failed on its data leaves no folder and frees the number
+        if created and dist.is_main:  # a failed start (data, weights) leaves no folder and frees the number
             import shutil
 
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    trainer = Trainer(cfg, data, run_dir, worker, stop, on_epoch_end, start_time, faults)
     if resuming:
         state, path = D.run_on_main(lambda: trainer.checkpoints.load_latest(), dist)
         trainer.load_state_dict(state, path)
