@@ -90,7 +90,8 @@ def main() -> None:
 
     root = Path(os.environ.get("BINSIGHT_BENCH_DIR", "/tmp/binsight-bench")) / "ddp"
     split = make_data(root, args.n)
-    keys = [f"model={args.model}", f"img_size={args.img_size}", f"batch_size={args.batch_size}"]
+    keys = [f"model={args.model}", "weights=none", "freeze_backbone=false", "head=softmax", "loss=ce"]
+    keys += [f"img_size={args.img_size}", f"batch_size={args.batch_size}", "warmup_epochs=0", "decision=argmax"]
     keys += [f"epochs={args.epochs}", "augment=light", "patience=0", "seed=0", f"cache_dir={root / 'cache'}"]
     env = dict(os.environ, BINSIGHT_NO_PROGRESS="1")
     env.pop("OMP_NUM_THREADS", None)  # the launcher sets threads per worker

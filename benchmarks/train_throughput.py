@@ -85,6 +85,11 @@ def child_binsight(args: argparse.Namespace) -> dict:
         data=str(args.data),
         model=args.model,
         weights=args.weights,
+        head="softmax",
+        loss="ce",
+        freeze_backbone=False,  # the seed loop trains the whole network
+        warmup_epochs=0.0,
+        decision="argmax",
         img_size=args.img_size,
         resize="center_crop",
         epochs=args.epochs,

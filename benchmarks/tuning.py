@@ -53,6 +53,9 @@ def base_train(epochs: int) -> list[str]:
     return [
         *MODEL,
         f"epochs={epochs}",
+        "head=softmax",  # the seed-style tuner this is compared with trains a softmax head with cross-entropy
+        "loss=ce",
+        "warmup_epochs=0",
         "optimizer=adam",
         "augment=none",
         "seed=0",
