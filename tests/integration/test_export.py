@@ -82,6 +82,9 @@ def test_cli_onnx_int8_reports_accuracy_and_speed(run_dir):
     rows = {r["backend"]: r for r in report["backends"]}
     assert set(rows) == {"torch", "onnx", "onnx-int8"} and report["n_test"] == 8
     assert rows["onnx"]["max_abs_prob_diff"] < 1e-4
+    # the torch reference says which precision the policy ran it in (tiny_cnn: float32 everywhere)
+    assert rows["torch"]["precision"] == "float32" and rows["onnx"]["precision"] is None
+    assert "torch (float32)" in proc.stdout
     assert rows["onnx-int8"]["max_abs_prob_diff"] < 0.2  # quantized, so close but not equal
     assert all(r["images_per_s"] > 0 and 0 <= r["accuracy"] <= 1 for r in rows.values())
 

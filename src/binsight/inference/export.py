@@ -209,7 +209,8 @@ def compare_backends(
 
     Returns:
         One dict per backend: ``backend``, ``accuracy``, ``macro_f1``, ``images_per_s``, ``speedup`` (vs the
-        first backend), ``max_abs_prob_diff`` (vs the first backend), ``agreement`` (share of equal argmax).
+        first backend), ``max_abs_prob_diff`` (vs the first backend), ``agreement`` (share of equal argmax),
+        and for the torch backends ``precision`` (what the policy chose: ``torch`` runs bf16 where it pays).
     """
     from binsight.evaluation.metrics import classification_metrics
     from binsight.inference.predictor import Predictor
@@ -224,9 +225,11 @@ def compare_backends(
         metrics = classification_metrics(labels, pred, len(predictor.class_labels), predictor.class_labels)
         if reference is None:
             reference, base_speed = probs, speed
+        precision = predictor.backend.precision.mode if hasattr(predictor.backend, "precision") else None
         rows.append(
             {
                 "backend": name,
+                "precision": precision,
                 "accuracy": round(metrics["accuracy"], 4),
                 "macro_f1": round(metrics["macro_f1"], 4),
                 "images_per_s": round(speed, 2),
@@ -241,11 +244,12 @@ def compare_backends(
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """A plain-text table of :func:`compare_backends` rows."""
-    header = f"{'backend':<10} {'accuracy':>8} {'macro-F1':>8} {'images/s':>9} {'speed-up':>8} {'max|Δp|':>9}"
+    header = f"{'backend':<16} {'accuracy':>8} {'macro-F1':>8} {'images/s':>9} {'speed-up':>8} {'max|Δp|':>9}"
     lines = [header, "-" * len(header)]
     for r in rows:
+        label = f"{r['backend']} ({r['precision']})" if r.get("precision") else r["backend"]
         lines.append(
-            f"{r['backend']:<10} {r['accuracy']:>8.4f} {r['macro_f1']:>8.4f} {r['images_per_s']:>9.2f} "
+            f"{label:<16} {r['accuracy']:>8.4f} {r['macro_f1']:>8.4f} {r['images_per_s']:>9.2f} "
             f"{(r['speedup'] or 0):>7.2f}x {r['max_abs_prob_diff']:>9.2e}"
         )
     return "\n".join(lines)
