@@ -403,29 +403,50 @@ def plot_accuracy_vs_cpu(entries: list[dict], root: Path, out: Path) -> Path:
     return out
 
 
+def seed_average(runs: list[dict]) -> dict:
+    """One experiment's ``cv`` summary averaged over its head seeds: per-fold macro-F1 averaged seed by seed
+    (its std is then over folds), the other means and per-class F1 averaged."""
+    folds = np.mean([r["cv"]["fold_macro_f1"] for r in runs], axis=0)
+    cv = {k: {"mean": float(np.mean([r["cv"][k]["mean"] for r in runs]))} for k in SUMMARY_KEYS}
+    cv["macro_f1"]["std"] = runs[0]["cv"]["macro_f1"]["std"] if len(runs) == 1 else float(folds.std(ddof=1))
+    cv["fold_macro_f1"] = folds.tolist()
+    classes = runs[0]["cv"]["per_class_f1"]
+    cv["per_class_f1"] = {c: float(np.mean([r["cv"]["per_class_f1"][c] for r in runs])) for c in classes}
+    return cv
+
+
 def ablation_table(entries: list[dict], reference: str, root: Path) -> str:
-    """Markdown: each experiment's CV means and its macro-F1 gain over ``reference``, paired by fold (mean ± std)."""
-    ref = next((e for e in reversed(entries) if e["name"] == reference), None)
-    if ref is None:
+    """Markdown: each experiment's CV means and its macro-F1 gain over ``reference``, paired by fold (mean ± std).
+
+    An experiment run with several head seeds (``--seeds``) is averaged over them fold by fold (the latest run
+    of each seed counts); its name then says how many.
+    """
+    if not any(e["name"] == reference for e in entries):
         raise SystemExit(f"no experiment named {reference!r} in the results")
+    k_folds = next(e for e in reversed(entries) if e["name"] == reference)["folds"]
+    latest = {(e["name"], e["seed"]): e for e in entries if e["folds"] == k_folds}
+    by_name: dict[str, list[dict]] = {}
+    for (name, _), e in latest.items():
+        by_name.setdefault(name, []).append(e)
+    ref_cv = seed_average(by_name[reference])
     lines = [
         "| experiment | macro-F1 | gain vs " + reference + " (paired by fold) | accuracy | off-by-1 | RMSE | ECE "
         "| F1 per count 1/2/3/4/5 | CPU min per fold |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    latest = {e["name"]: e for e in entries if e["folds"] == ref["folds"]}
-    for e in latest.values():
-        cv = e["cv"]
-        gain = np.array(cv["fold_macro_f1"]) - np.array(ref["cv"]["fold_macro_f1"])
-        cells = [f"{cv[k]['mean']:.3f} ± {cv[k]['std']:.3f}" for k in ("macro_f1",)]
-        cells.append(f"{gain.mean():+.3f} ± {gain.std(ddof=1):.3f}" if e is not ref else "—")
+    for name, runs in by_name.items():
+        cv = seed_average(runs)
+        gain = np.array(cv["fold_macro_f1"]) - np.array(ref_cv["fold_macro_f1"])
+        cells = [f"{cv['macro_f1']['mean']:.3f} ± {cv['macro_f1']['std']:.3f}"]
+        cells.append(f"{gain.mean():+.3f} ± {gain.std(ddof=1):.3f}" if name != reference else "—")
         cells += [
             f"{cv[k]['mean']:.3f}" if k != "rmse" else f"{cv[k]['mean']:.2f}" for k in SUMMARY_KEYS if k != "macro_f1"
         ]
         cells.append(" / ".join(f"{v:.2f}" for v in cv["per_class_f1"].values()))
-        minutes = cpu_minutes(e, root)
+        minutes = cpu_minutes(runs[-1], root)
         cells.append("" if minutes is None else f"{minutes:.1f}")
-        lines.append(f"| {e['name']} | " + " | ".join(cells) + " |")
+        label = name if len(runs) == 1 else f"{name} ({len(runs)} head seeds)"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

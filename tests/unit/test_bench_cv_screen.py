@@ -44,3 +44,25 @@ def test_a_spec_that_found_its_images_decoded_is_charged_the_decode_of_its_size(
     assert cv_screen.feature_cpu_minutes(["m:320@bf16"], False, tmp_path) == round(77 / 60, 2)
     assert cv_screen.feature_cpu_minutes(["old:224"], False, tmp_path) == round(66 / 60, 2)
     assert cv_screen.feature_cpu_minutes(["m:384"], False, tmp_path) is None
+
+
+def _run(name: str, seed: int, folds: list[float]) -> dict:
+    mean = sum(folds) / len(folds)
+    cv = {k: {"mean": mean, "std": 0.0} for k in ("accuracy", "macro_f1", "off_by_one", "rmse", "ece")}
+    cv.update(fold_macro_f1=folds, per_class_f1={"1": mean}, head_cpu_s_per_fold=1.0)
+    return {"name": name, "seed": seed, "folds": len(folds), "params": {"features": "m:224"}, "cv": cv}
+
+
+def test_ablation_table_pairs_seed_averaged_folds(cv_screen, tmp_path):
+    entries = [
+        _run("ref", 0, [0.30, 0.40, 0.50]),
+        _run("ref", 1, [0.32, 0.42, 0.52]),
+        _run("lever", 0, [0.35, 0.41, 0.55]),
+        _run("lever", 1, [0.33, 0.45, 0.53]),
+        _run("lever", 1, [0.0, 0.0, 0.0]),  # an older run of seed 1 would be replaced by a later one …
+        _run("lever", 1, [0.33, 0.45, 0.53]),  # … so the latest counts
+    ]
+    table = cv_screen.ablation_table(entries, "ref", tmp_path)
+    lever = next(line for line in table.splitlines() if line.startswith("| lever"))
+    # per fold: lever (0.34, 0.43, 0.54) - ref (0.31, 0.41, 0.51) = (+0.03, +0.02, +0.03)
+    assert lever.startswith("| lever (2 head seeds) | 0.437 ± 0.100 | +0.027 ± 0.006 |")
