@@ -392,7 +392,7 @@ def plot_accuracy_vs_cpu(entries: list[dict], root: Path, out: Path) -> Path:
         f1 = e["cv"]["macro_f1"]
         ax.errorbar(x, f1["mean"], yerr=f1["std"], fmt="o", capsize=3)
         ax.annotate(name, (x, f1["mean"]), fontsize=6, xytext=(4, 2), textcoords="offset points")
-    ax.set_xlabel("CPU minutes per fold (backbone features of the pool + head training; 2-core Xeon)")
+    ax.set_xlabel("CPU minutes per fold (backbone features of the pool + head training; 2-core AMD EPYC)")
     ax.set_ylabel(f"macro-F1, {next(iter(latest.values()))['folds']}-fold CV (mean ± std)")
     ax.set_title("abid-sample: lever screen on frozen-backbone features")
     ax.grid(True, alpha=0.3)
