@@ -95,9 +95,17 @@ def recipe_path(name: str) -> Path:
 
 
 def run_recipe(
-    recipe: str, split_dir: Path, root: Path, dataset: str, overrides: list[str], threads: int, tag: str = ""
+    recipe: str,
+    split_dir: Path,
+    root: Path,
+    dataset: str,
+    overrides: list[str],
+    threads: int,
+    tag: str = "",
+    backend: str = "torch",
 ) -> dict:
-    """Train ``recipe`` on ``split_dir`` and evaluate it on the test split; returns the result entry."""
+    """Train ``recipe`` on ``split_dir`` and evaluate it on the test split with the Predictor ``backend``
+    (``torch``: the precision policy's choice for serving); returns the result entry."""
     import shutil
 
     from binsight.config.loader import load_config
@@ -116,7 +124,7 @@ def run_recipe(
     result = train(cfg, out=run_dir, handle_signals=False)
     train_seconds, train_cpu = time.monotonic() - t0, cpu_seconds() - cpu0
     t1 = time.monotonic()
-    metrics = evaluate_run(run_dir, split="test", threads=threads)
+    metrics = evaluate_run(run_dir, split="test", threads=threads, backend=backend)
     eval_seconds = time.monotonic() - t1
     entry = {
         "recipe": path.stem,
@@ -136,6 +144,8 @@ def run_recipe(
         "test_per_class_f1": {label: round(v["f1"], 4) for label, v in metrics["per_class"].items()},
         "test_confusion_matrix": metrics["confusion_matrix"],
         "temperature": metrics["temperature"],
+        "eval_backend": backend,
+        "eval_precision": metrics.get("precision"),
         "ece_before": metrics["ece_before"],
         "train_seconds": round(train_seconds, 1),
         "train_cpu_minutes": round(train_cpu / 60, 2),
@@ -175,7 +185,8 @@ def run_cv(recipe: str, fold_dirs: list[Path], folds: list[int], root: Path, dat
     per_fold = []
     for i in folds:
         print(f"== {recipe} fold {i} ({fold_dirs[i]})", flush=True)
-        e = run_recipe(recipe, fold_dirs[i], root, dataset, overrides, args.threads, tag=f"-cv{len(fold_dirs)}-f{i}")
+        tag = f"-cv{len(fold_dirs)}-f{i}"
+        e = run_recipe(recipe, fold_dirs[i], root, dataset, overrides, args.threads, tag, args.backend)
         e["fold"] = i
         per_fold.append(e)
     return summarise_cv(per_fold, overrides, len(fold_dirs))
@@ -244,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra override, all recipes")
     parser.add_argument("--synth-n", type=int, default=SYNTH_N, help="SynthBins images (default: the report's 10,441)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        help="Predictor backend that scores each run (default torch: the precision policy's pick on this CPU; "
+        "torch-fp32 / torch-bf16 force one; onnx, onnx-int8); not part of the result key: use --out per backend",
+    )
     parser.add_argument("--out", type=Path, default=None, help="result JSON (default results/accuracy_<dataset>.json)")
     parser.add_argument("--fresh", action="store_true", help="drop recipes of an earlier run from the result JSON")
     parser.add_argument(
@@ -280,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     entries = []
     for recipe in [r.strip() for r in args.recipes.split(",") if r.strip()]:
         print(f"== {recipe} on {args.dataset} ({split_dir})", flush=True)
-        entries.append(run_recipe(recipe, split_dir, root, args.dataset, overrides, args.threads))
+        entries.append(run_recipe(recipe, split_dir, root, args.dataset, overrides, args.threads, backend=args.backend))
     report = {
         "benchmark": "accuracy",
         "dataset": args.dataset,

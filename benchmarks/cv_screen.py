@@ -10,7 +10,8 @@ early-stopped, calibrated and thresholded on their inner val part, and scored on
 same folds ``benchmarks/accuracy.py --cv`` trains whole recipes on.
 
 Backbone features of every image are computed once per ``model:size`` (letterbox; ``+flip`` for mirrored
-images) through the feature cache (``binsight.training.features``) and reused by every experiment: a head
+images; ``model:size@bf16`` computes them in bf16 autocast, as ``amp: bf16`` training does, else float32 as
+``amp: off``) through the feature cache (``binsight.training.features``) and reused by every experiment: a head
 trains in seconds. The head loop below is a probe for *screening*: it uses binsight's heads, losses,
 optimiser and schedule, but it is not ``binsight train``; the shipped recipes are measured with the real
 trainer by ``benchmarks/accuracy.py --cv``.
@@ -22,6 +23,9 @@ Experiment keys (defaults are ``configs/abid-softmax.yaml``'s): ``features`` (``
 thresholds fitted for macro-F1 on val, or logit adjustment), ``standardize`` (0|1: z-score features with train
 statistics), ``hidden`` (0 = linear head; else a 1-hidden-layer MLP of that width), ``heads`` (heads with
 different seeds averaged per fold). Results append to ``benchmarks/results/cv_screen_abid.json``.
+
+``--time-precision model:size`` measures what bf16 saves on the real feature path: ``compute_features`` over the
+first 256 decoded pool images at that size, float32 and bf16 alternating round by round, CPU-seconds per image.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from machine import append_result, machine_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "cv_screen_abid.json"
+TIMING_RESULTS = REPO / "benchmarks" / "results" / "feature_precision_abid.json"
 DEFAULTS: dict[str, str] = {
     "features": "efficientnet_lite0:224",
     "head": "softmax",
@@ -77,10 +82,20 @@ def parse_exp(text: str) -> tuple[str, dict[str, str]]:
     return name.strip(), params
 
 
+def parse_spec(spec: str) -> tuple[str, int, str]:
+    """``model:size[@bf16]`` → ``(model, size, amp)``: ``amp`` is ``bf16`` with the suffix, else ``off`` (float32,
+    whatever ``amp: auto`` would pick on this CPU, so a spec means the same features on every machine)."""
+    body, _, precision = spec.partition("@")
+    model_name, _, size = body.partition(":")
+    if precision not in ("", "bf16") or not size.isdigit():
+        raise SystemExit(f"bad features spec {spec!r}: expected MODEL:SIZE or MODEL:SIZE@bf16")
+    return model_name, int(size), "bf16" if precision else "off"
+
+
 def split_features(
     spec: str, split_dir: Path, root: Path, flip: bool, parts: tuple[str, ...] = ("train", "val")
 ) -> dict[str, np.ndarray]:
-    """Features of the fixed split's ``parts`` for ``model:size`` (cached; timed when built)."""
+    """Features of the fixed split's ``parts`` for ``model:size[@bf16]`` (cached; timed when built)."""
     import torch
 
     from binsight.data.cache import build_decode_cache
@@ -88,7 +103,7 @@ def split_features(
     from binsight.models import create_model
     from binsight.training.features import cached_features
 
-    model_name, size = spec.split(":")
+    model_name, size, amp = parse_spec(spec)
     rows = load_split(split_dir)
     model = create_model(model_name, 5, weights="imagenet").eval()
     out = {}
@@ -96,7 +111,8 @@ def split_features(
     timing = {}
     for part in parts:
         t0, c0 = time.monotonic(), time.process_time()
-        decoded = build_decode_cache(rows[part], int(size), "letterbox", root / "cache", desc=f"decode {part}")
+        decoded = build_decode_cache(rows[part], size, "letterbox", root / "cache", desc=f"decode {part}")
+        c1 = time.process_time()
         feats, built = cached_features(
             model,
             model_name,
@@ -107,11 +123,14 @@ def split_features(
             root / "cache",
             flip=flip,
             desc=f"features {spec} {part}",
+            amp=amp,
         )
         if built or decoded.built:
             timing[f"{spec}{'+flip' if flip else ''}:{part}"] = {
                 "wall_s": round(time.monotonic() - t0, 1),
                 "cpu_s": round(time.process_time() - c0, 1),
+                "decode_cpu_s": round(c1 - c0, 1),
+                "features_cpu_s": round(time.process_time() - c1, 1) if built else 0.0,
                 "n": len(decoded),
                 "load_avg_1min": round(os.getloadavg()[0], 2),
             }
@@ -123,9 +142,18 @@ def split_features(
 
 
 def feature_cpu_minutes(specs: list[str], flip: bool, root: Path) -> float | None:
-    """CPU minutes the features of ``specs`` cost for the pool (train + val), when their build was timed."""
+    """CPU minutes the features of ``specs`` cost for the pool (train + val), when their build was timed.
+
+    A build that found its images already decoded (another spec at the same size decoded them) is charged the
+    decode time recorded for that size, so float32 and bf16 features at one size carry the same decode cost.
+    """
     timing_file = root / "feature_timing.json"
     timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
+    decode: dict[tuple[int, str], float] = {}
+    for tag, entry in timing.items():
+        if "decode_cpu_s" in entry:
+            size, part = parse_spec(tag.rsplit(":", 1)[0].removesuffix("+flip"))[1], tag.rsplit(":", 1)[1]
+            decode[size, part] = max(decode.get((size, part), 0.0), entry["decode_cpu_s"])
     total = 0.0
     for spec in specs:
         for tag in [spec, *([f"{spec}+flip"] if flip else [])]:
@@ -133,8 +161,63 @@ def feature_cpu_minutes(specs: list[str], flip: bool, root: Path) -> float | Non
                 entry = timing.get(f"{tag}:{part}")
                 if entry is None:
                     return None
-                total += entry["cpu_s"]
+                if "features_cpu_s" in entry:
+                    total += entry["features_cpu_s"] + decode.get((parse_spec(spec)[1], part), 0.0)
+                else:  # timed before decode and features were told apart: both are in cpu_s
+                    total += entry["cpu_s"]
     return round(total / 60, 2)
+
+
+def time_precision(spec: str, split_dir: Path, root: Path, n: int = 256, rounds: int = 3) -> dict:
+    """CPU-seconds per image of ``compute_features`` (the feature cache's path) in float32 and bf16 autocast,
+    alternating round by round (the order flips each round) so the host's drift hits both alike.
+
+    Runs over the first ``n`` pool images at ``model:size``, decoded from the decode cache (built if missing).
+    """
+    import torch
+
+    from binsight.data.cache import build_decode_cache
+    from binsight.data.manifest import load_split
+    from binsight.models import create_model
+    from binsight.training.features import compute_features
+
+    model_name, size, _ = parse_spec(spec)
+    model = create_model(model_name, 5, weights="imagenet").eval()
+    decoded = build_decode_cache(load_split(split_dir)["train"], size, "letterbox", root / "cache")
+    images = np.array(decoded.images[:n])
+    mean, std = model.default_cfg["mean"], model.default_cfg["std"]
+    dtypes = {"float32": None, "bf16": torch.bfloat16}
+
+    def run(dtype, x: np.ndarray) -> np.ndarray:
+        return compute_features(model, x, mean, std, torch.device("cpu"), desc="timing", dtype=dtype)
+
+    for dtype in dtypes.values():  # warm-up: oneDNN primitives for this shape and precision
+        run(dtype, images[:64])
+    cpu: dict[str, list[float]] = {name: [] for name in dtypes}
+    feats: dict[str, np.ndarray] = {}
+    loads = []
+    for r in range(rounds):
+        for name in list(dtypes) if r % 2 == 0 else list(dtypes)[::-1]:
+            c0 = time.process_time()
+            feats[name] = run(dtypes[name], images)
+            cpu[name].append((time.process_time() - c0) / len(images))
+        loads.append(round(os.getloadavg()[0], 2))
+    ratios = [f / b for f, b in zip(cpu["float32"], cpu["bf16"], strict=True)]
+    cos = (feats["float32"] * feats["bf16"]).sum(1) / (
+        np.linalg.norm(feats["float32"], axis=1) * np.linalg.norm(feats["bf16"], axis=1) + 1e-12
+    )
+    return {
+        "spec": f"{model_name}:{size}",
+        "images": len(images),
+        "rounds": rounds,
+        "cpu_ms_per_image": {name: [round(1000 * v, 1) for v in vals] for name, vals in cpu.items()},
+        "speedup_per_round": [round(v, 2) for v in ratios],
+        "speedup_median": round(float(np.median(ratios)), 2),
+        "feature_cosine_min": round(float(cos.min()), 4),
+        "load_avg_1min": [min(loads), max(loads)],
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 class PoolFeatures:
@@ -309,7 +392,7 @@ def plot_accuracy_vs_cpu(entries: list[dict], root: Path, out: Path) -> Path:
         f1 = e["cv"]["macro_f1"]
         ax.errorbar(x, f1["mean"], yerr=f1["std"], fmt="o", capsize=3)
         ax.annotate(name, (x, f1["mean"]), fontsize=6, xytext=(4, 2), textcoords="offset points")
-    ax.set_xlabel("CPU minutes per fold (backbone features of the pool + head training; 2-core Xeon)")
+    ax.set_xlabel("CPU minutes per fold (backbone features of the pool + head training; 2-core AMD EPYC)")
     ax.set_ylabel(f"macro-F1, {next(iter(latest.values()))['folds']}-fold CV (mean ± std)")
     ax.set_title("abid-sample: lever screen on frozen-backbone features")
     ax.grid(True, alpha=0.3)
@@ -320,29 +403,50 @@ def plot_accuracy_vs_cpu(entries: list[dict], root: Path, out: Path) -> Path:
     return out
 
 
+def seed_average(runs: list[dict]) -> dict:
+    """One experiment's ``cv`` summary averaged over its head seeds: per-fold macro-F1 averaged seed by seed
+    (its std is then over folds), the other means and per-class F1 averaged."""
+    folds = np.mean([r["cv"]["fold_macro_f1"] for r in runs], axis=0)
+    cv = {k: {"mean": float(np.mean([r["cv"][k]["mean"] for r in runs]))} for k in SUMMARY_KEYS}
+    cv["macro_f1"]["std"] = runs[0]["cv"]["macro_f1"]["std"] if len(runs) == 1 else float(folds.std(ddof=1))
+    cv["fold_macro_f1"] = folds.tolist()
+    classes = runs[0]["cv"]["per_class_f1"]
+    cv["per_class_f1"] = {c: float(np.mean([r["cv"]["per_class_f1"][c] for r in runs])) for c in classes}
+    return cv
+
+
 def ablation_table(entries: list[dict], reference: str, root: Path) -> str:
-    """Markdown: each experiment's CV means and its macro-F1 gain over ``reference``, paired by fold (mean ± std)."""
-    ref = next((e for e in reversed(entries) if e["name"] == reference), None)
-    if ref is None:
+    """Markdown: each experiment's CV means and its macro-F1 gain over ``reference``, paired by fold (mean ± std).
+
+    An experiment run with several head seeds (``--seeds``) is averaged over them fold by fold (the latest run
+    of each seed counts); its name then says how many.
+    """
+    if not any(e["name"] == reference for e in entries):
         raise SystemExit(f"no experiment named {reference!r} in the results")
+    k_folds = next(e for e in reversed(entries) if e["name"] == reference)["folds"]
+    latest = {(e["name"], e["seed"]): e for e in entries if e["folds"] == k_folds}
+    by_name: dict[str, list[dict]] = {}
+    for (name, _), e in latest.items():
+        by_name.setdefault(name, []).append(e)
+    ref_cv = seed_average(by_name[reference])
     lines = [
         "| experiment | macro-F1 | gain vs " + reference + " (paired by fold) | accuracy | off-by-1 | RMSE | ECE "
         "| F1 per count 1/2/3/4/5 | CPU min per fold |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    latest = {e["name"]: e for e in entries if e["folds"] == ref["folds"]}
-    for e in latest.values():
-        cv = e["cv"]
-        gain = np.array(cv["fold_macro_f1"]) - np.array(ref["cv"]["fold_macro_f1"])
-        cells = [f"{cv[k]['mean']:.3f} ± {cv[k]['std']:.3f}" for k in ("macro_f1",)]
-        cells.append(f"{gain.mean():+.3f} ± {gain.std(ddof=1):.3f}" if e is not ref else "—")
+    for name, runs in by_name.items():
+        cv = seed_average(runs)
+        gain = np.array(cv["fold_macro_f1"]) - np.array(ref_cv["fold_macro_f1"])
+        cells = [f"{cv['macro_f1']['mean']:.3f} ± {cv['macro_f1']['std']:.3f}"]
+        cells.append(f"{gain.mean():+.3f} ± {gain.std(ddof=1):.3f}" if name != reference else "—")
         cells += [
             f"{cv[k]['mean']:.3f}" if k != "rmse" else f"{cv[k]['mean']:.2f}" for k in SUMMARY_KEYS if k != "macro_f1"
         ]
         cells.append(" / ".join(f"{v:.2f}" for v in cv["per_class_f1"].values()))
-        minutes = cpu_minutes(e, root)
+        minutes = cpu_minutes(runs[-1], root)
         cells.append("" if minutes is None else f"{minutes:.1f}")
-        lines.append(f"| {e['name']} | " + " | ".join(cells) + " |")
+        label = name if len(runs) == 1 else f"{name} ({len(runs)} head seeds)"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -350,8 +454,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exp", action="append", default=[], help='"name: key=value ..." (repeatable)')
     parser.add_argument(
-        "--extract", action="append", default=[], metavar="MODEL:SIZE[+flip]", help="only build these features"
+        "--extract", action="append", default=[], metavar="MODEL:SIZE[@bf16][+flip]", help="only build these features"
     )
+    parser.add_argument(
+        "--time-precision",
+        action="append",
+        default=[],
+        metavar="MODEL:SIZE",
+        help="time float32 vs bf16 feature extraction at this size (interleaved; appends to --timing-results)",
+    )
+    parser.add_argument("--timing-results", type=Path, default=TIMING_RESULTS)
     parser.add_argument("--folds", type=int, default=5, help="k of the k-fold split (default 5)")
     parser.add_argument("--seeds", default="0", help="comma-separated head seeds (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -380,6 +492,16 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         split_features(spec.removesuffix("+flip"), split_dir, root, spec.endswith("+flip"))
         print(f"features {spec}: {time.monotonic() - t0:.0f}s", flush=True)
+    for spec in args.time_precision:
+        row = {**time_precision(spec, split_dir, root), "cpu_model": machine_info()["cpu_model"]}
+        append_result(args.timing_results, row)
+        ms = {k: float(np.median(v)) for k, v in row["cpu_ms_per_image"].items()}
+        print(
+            f"{row['spec']}: float32 {ms['float32']:.1f} ms/img, bf16 {ms['bf16']:.1f} ms/img (CPU), "
+            f"float32/bf16 {row['speedup_median']:.2f}x per round {row['speedup_per_round']}, "
+            f"feature cosine >= {row['feature_cosine_min']}, load {row['load_avg_1min']}",
+            flush=True,
+        )
     pool = PoolFeatures(split_dir, root)
     classes = sorted({r.label for r in pool.pool})
     fold_parts = kfold_parts(pool.pool, args.folds, seed=0, val=0.1)
