@@ -74,6 +74,7 @@ def test_train_with_no_settings_trains_the_real_photo_recipe(split, tmp_path, en
     assert config["freeze_backbone"] and config["augment"] == "none" and config["decision"] == "macro_f1"
     meta = json.loads((run / "artifact" / "model.json").read_text())
     assert (meta["architecture"], meta["head"], meta["input_size"]) == ("efficientnet_lite0", "ordinal", 224)
+    assert meta["amp"] == "auto"  # the torch backend serves in the precision the model was trained in
     run_cli("evaluate", "--model", run, env=env)
     meta = json.loads((run / "artifact" / "model.json").read_text())
     assert len(meta["class_bias"]) == 3, "evaluate fits per-class decision thresholds for the default decision"

@@ -156,3 +156,15 @@ def test_bf16_predictions_agree_with_float32(tmp_path):
     assert (p32.argmax(1) == p16.argmax(1)).mean() >= 0.9
     # The default torch backend takes the policy's decision (tiny_cnn: float32 on every CPU).
     assert Predictor(tmp_path, threads=1).backend.precision.mode == "float32"
+
+
+def test_the_torch_backend_serves_in_the_artifacts_training_amp(tmp_path):
+    # A model trained, validated and calibrated with amp: off is served in float32 on any CPU; one trained
+    # with amp: bf16 in bf16; torch-fp32 / torch-bf16 still force their precision.
+    make_artifact(tmp_path / "off" / "artifact", amp="off")
+    make_artifact(tmp_path / "bf16" / "artifact", amp="bf16")
+    off = Predictor(tmp_path / "off", threads=1).backend.precision
+    assert (off.mode, off.reason) == ("float32", "amp: off")
+    assert Predictor(tmp_path / "bf16", threads=1).backend.precision.mode == "bf16"
+    assert Predictor(tmp_path / "bf16", backend="torch-fp32", threads=1).backend.precision.mode == "float32"
+    assert Predictor(tmp_path / "off", backend="torch-bf16", threads=1).backend.precision.mode == "bf16"

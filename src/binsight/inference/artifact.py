@@ -40,6 +40,9 @@ class ArtifactMeta:
     decision_rule: str = "argmax"
     # Average the raw outputs of each image and its horizontal mirror.
     tta_flip: bool = False
+    # The training config's amp: the torch backend serves in the precision the model was validated and
+    # calibrated in (off: float32 everywhere; auto: the precision policy's pick for this CPU).
+    amp: str = "auto"
     # Ensemble: artifact folders (relative to this one) whose raw outputs are averaged; [] = this folder's weights.
     members: list[str] = field(default_factory=list)
     training_data_hash: str = ""

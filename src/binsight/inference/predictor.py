@@ -62,7 +62,8 @@ def resolve_threads(threads: int | None) -> int:
 
 class TorchBackend:
     """Run the artifact's network in PyTorch (eval mode, inference mode, channels-last), in the precision
-    :func:`binsight.precision.decide` picks for serving it under ``amp`` (``torch-bf16``: forced bf16).
+    :func:`binsight.precision.decide` picks for serving it under the artifact's training ``amp`` (a model
+    trained and calibrated with ``amp: off`` is served in float32; ``torch-bf16``/``torch-fp32`` force one).
 
     Args:
         meta: The artifact's metadata (architecture, classes, head).
@@ -72,7 +73,7 @@ class TorchBackend:
     """
 
     name = "torch"
-    amp = "auto"
+    amp = ""  # "" = the artifact's amp; the fixed-precision subclasses set "bf16" / "off"
 
     def __init__(self, meta: ArtifactMeta, folder: Path, threads: int | None = None, device: str = "cpu") -> None:
         import torch
@@ -94,7 +95,7 @@ class TorchBackend:
                 f"with {meta.num_classes} classes and head {meta.head!r}: {str(exc).splitlines()[0]}"
             ) from None
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
-        self.precision = decide("serve", meta.architecture, self.amp, device=self.device)
+        self.precision = decide("serve", meta.architecture, self.amp or meta.amp, device=self.device)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         import torch

@@ -332,6 +332,7 @@ def export_artifact(trainer: Trainer, run_dir: Path, best_epoch: int) -> Path:
         training_data_hash=trainer.data.data_hash,
         decision_rule=cfg.decision,
         tta_flip=cfg.tta,
+        amp=cfg.amp,
         metrics=metrics,
         version=f"{run_dir.name}-{state_digest(best['model'])[:12]}",
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
