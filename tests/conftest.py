@@ -21,6 +21,16 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ["BINSIGHT_NO_PROGRESS"] = "1"
 
 
+def load_benchmark(name: str):
+    """A script under benchmarks/ imported as a module (they are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"BINSIGHT_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})

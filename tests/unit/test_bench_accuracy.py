@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from binsight.config.loader import load_config
 from binsight.config.schemas import TrainConfig
 from binsight.data.split import split_counts
 from binsight.data.synth.plan import class_plan
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, load_benchmark
 
 
 @pytest.fixture(scope="module")
 def accuracy():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", REPO / "benchmarks" / "accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("accuracy")
 
 
 def test_synth_split_fractions_give_the_reports_val_and_test_sizes(accuracy):

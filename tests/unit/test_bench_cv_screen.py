@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def cv_screen():
-    spec = importlib.util.spec_from_file_location("bench_cv_screen", REPO / "benchmarks" / "cv_screen.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cv_screen")
 
 
 def test_spec_without_suffix_is_float32_whatever_auto_would_pick(cv_screen):
