@@ -58,3 +58,32 @@ def test_frozen_backbone_trains_the_head_on_cached_features(split, tmp_path, cap
             assert torch.equal(tensor, trained[name]), f"frozen {name} changed"
     assert any(not torch.equal(initial[n], trained[n]) for n in initial if n.startswith("head.")), "head did not train"
     assert first.best_metrics["n"] == len(load_split_data(split, 32, "letterbox", tmp_path / "cache").val)
+
+
+def test_a_thresholded_recipe_early_stops_on_its_thresholded_val_macro_f1(split, tmp_path):
+    """decision=macro_f1: the val metrics (early stopping, best checkpoint, metrics.csv) are those of the
+    decision the artifact makes, with per-class offsets fitted on val, not of the ordinal head's raw arg-max."""
+    from binsight.data.manifest import read_manifest
+    from binsight.evaluation.decision import apply_class_bias, fit_class_bias
+    from binsight.evaluation.evaluate import predict_split
+    from binsight.evaluation.metrics import classification_metrics
+    from binsight.inference.predictor import Predictor
+
+    overrides = [*TINY, f"data={split}", f"cache_dir={tmp_path / 'cache'}", "epochs=3", "lr=0.05"]
+    thresholded = ["head=ordinal", "loss=ordinal", "freeze_backbone=true", "augment=none", "decision=macro_f1"]
+    result = train(load_config(TrainConfig, None, [*overrides, *thresholded]), out=tmp_path / "t", handle_signals=False)
+
+    best = result.best_metrics
+    assert len(best["fitted_class_bias"]) == 3
+    # Recompute the best checkpoint's val decision independently, through the served artifact in float32.
+    predictor = Predictor(result.run_dir, backend="torch-fp32", threads=1)
+    val = predict_split(predictor, read_manifest(split / "val.csv"), batch_size=8)
+    probs = predictor.probabilities(val.raw, 1.0, [])
+    bias = fit_class_bias(probs, val.y)
+    assert best["fitted_class_bias"] == pytest.approx(bias.tolist())
+    decided = classification_metrics(val.y, apply_class_bias(probs, bias).argmax(1), 3)
+    plain = classification_metrics(val.y, probs.argmax(1), 3)
+    assert best["macro_f1"] == pytest.approx(decided["macro_f1"])
+    assert best["macro_f1"] >= plain["macro_f1"]
+    rows = (result.run_dir / "metrics.csv").read_text().splitlines()[1:]
+    assert max(float(r.split(",")[5]) for r in rows) == pytest.approx(best["macro_f1"])

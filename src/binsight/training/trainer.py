@@ -127,8 +127,10 @@ class Trainer:
         )
         self.validator = Validator(
             data, self.dist, self.device, self.eval_amp, self.loss_fn, self.mean, self.std,
-            cfg.batch_size, cfg.tta, self.channels_last,
+            cfg.batch_size, cfg.tta, self.channels_last, cfg.decision,
         )  # fmt: skip
+        if cfg.decision == "macro_f1":
+            log.info("val metrics and early stopping use the thresholded decision (offsets fitted on val each epoch)")
         self._train_feats: np.ndarray | None = None
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:

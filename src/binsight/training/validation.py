@@ -30,6 +30,10 @@ class Validator:
         batch_size: the training batch size (validation uses twice it).
         tta: average with the horizontally flipped images.
         channels_last: feed channels-last tensors.
+        decision: the run's decision rule. For ``macro_f1`` the metrics are those of the decision the artifact
+            will make: per-class offsets are fitted on val (as ``binsight evaluate`` does) and applied first, so
+            early stopping and the best checkpoint follow the thresholded macro-F1, not the raw arg-max (an
+            ordinal head's arg-max collapses onto the end counts while its thresholded decisions improve).
     """
 
     def __init__(
@@ -44,9 +48,11 @@ class Validator:
         batch_size: int,
         tta: bool,
         channels_last: bool,
+        decision: str = "argmax",
     ) -> None:
         self.data, self.dist, self.device, self.amp, self.loss_fn = data, dist, device, amp, loss_fn
         self.mean, self.std, self.batch_size, self.tta, self.channels_last = mean, std, batch_size, tta, channels_last
+        self.decision = decision
         self.features: np.ndarray | None = None
         self.features_flipped: np.ndarray | None = None
 
@@ -58,9 +64,12 @@ class Validator:
     def evaluate(self, model: nn.Module) -> dict[str, Any]:
         """Validation loss and metrics (``classification_metrics`` plus ``loss``), with flip TTA if ``tta``.
 
+        For ``decision="macro_f1"`` the metrics also hold the ``fitted_class_bias`` they were computed with.
+
         Leaves ``model`` in eval mode; the caller puts it back into its training mode.
         """
         from binsight.data.transforms import normalize_uint8
+        from binsight.evaluation.decision import apply_class_bias, fit_class_bias
         from binsight.evaluation.metrics import classification_metrics
 
         net: Any = unwrap(model)  # never the DDP wrapper: ranks run different numbers of validation batches
@@ -91,8 +100,12 @@ class Validator:
         shares = all_gather_object((local, loss_sum))
         prob = np.concatenate([p for p, _ in shares])
         loss_sum = sum(ls for _, ls in shares)
+        bias = fit_class_bias(prob, targets) if self.decision == "macro_f1" else None
+        prob = apply_class_bias(prob, bias)
         metrics = classification_metrics(
             targets, prob.argmax(1), self.data.num_classes, self.data.class_labels, probs=prob
         )
         metrics["loss"] = loss_sum / max(1, len(targets))
+        if bias is not None:
+            metrics["fitted_class_bias"] = bias.tolist()
         return metrics
