@@ -19,10 +19,11 @@ trainer by ``benchmarks/accuracy.py --cv``.
 Experiment keys (defaults are ``configs/abid-softmax.yaml``'s): ``features`` (``model:size``, several joined by
 ``+`` are concatenated), ``head`` (softmax|ordinal), ``loss`` (ce|weighted_ce|focal|ordinal|gce),
 ``label_smoothing``, ``lr``, ``weight_decay``, ``epochs``, ``batch_size``, ``patience``, ``balance`` (0|1),
-``dropout``, ``tta`` (0|1: mean of the image's and its mirror's outputs), ``bias`` (none|fit|prior:TAU: decision
-thresholds fitted for macro-F1 on val, or logit adjustment), ``standardize`` (0|1: z-score features with train
-statistics), ``hidden`` (0 = linear head; else a 1-hidden-layer MLP of that width), ``heads`` (heads with
-different seeds averaged per fold). Results append to ``benchmarks/results/cv_screen_abid.json``.
+``dropout``, ``tta`` (0|1: mean of the image's and its mirror's outputs), ``bias`` (none|fit|bag:B|prior:TAU:
+decision thresholds fitted for macro-F1 on val, their mean over B bootstrap draws of val, or logit adjustment),
+``standardize`` (0|1: z-score features with train statistics), ``hidden`` (0 = linear head; else a
+1-hidden-layer MLP of that width), ``heads`` (heads with different seeds averaged per fold).
+Results append to ``benchmarks/results/cv_screen_abid.json``.
 
 ``--time-precision model:size`` measures what bf16 saves on the real feature path: ``compute_features`` over the
 first 256 decoded pool images at that size, float32 and bf16 alternating round by round, CPU-seconds per image.
@@ -311,6 +312,19 @@ def head_outputs(heads, x: np.ndarray, x_flip: np.ndarray | None) -> np.ndarray:
     return np.mean(outs, axis=0)
 
 
+def bagged_class_bias(probs: np.ndarray, y: np.ndarray, resamples: int, seed: int = 0) -> np.ndarray:
+    """Mean of ``fit_class_bias`` over ``resamples`` stratified bootstrap draws of val (the ``bias=bag:B`` lever)."""
+    from binsight.evaluation.decision import fit_class_bias
+
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(y == c) for c in np.unique(y)]
+    fits = []
+    for _ in range(resamples):
+        idx = np.concatenate([rng.choice(m, size=len(m), replace=True) for m in members])
+        fits.append(fit_class_bias(probs[idx], y[idx]))
+    return np.mean(fits, axis=0)
+
+
 def run_fold(pool: PoolFeatures, parts: dict, p: dict[str, str], seed: int, classes: list[int]) -> dict:
     """Train on one fold's train part, calibrate on its val part, score its held-out (test) fold."""
     from binsight.evaluation.calibration import fit_temperature
@@ -343,6 +357,8 @@ def run_fold(pool: PoolFeatures, parts: dict, p: dict[str, str], seed: int, clas
     bias = np.zeros(len(classes))
     if p["bias"] == "fit":
         bias = fit_class_bias(probs_val, y["val"])
+    elif p["bias"].startswith("bag:"):
+        bias = bagged_class_bias(probs_val, y["val"], int(p["bias"].split(":")[1]))
     elif p["bias"].startswith("prior:"):
         bias = prior_bias(counts, float(p["bias"].split(":")[1]))
     probs_test = apply_class_bias(probs_test, bias)

@@ -61,3 +61,24 @@ def test_ablation_table_pairs_seed_averaged_folds(cv_screen, tmp_path):
     lever = next(line for line in table.splitlines() if line.startswith("| lever"))
     # per fold: lever (0.34, 0.43, 0.54) - ref (0.31, 0.41, 0.51) = (+0.03, +0.02, +0.03)
     assert lever.startswith("| lever (2 head seeds) | 0.437 ± 0.100 | +0.027 ± 0.006 |")
+
+
+def test_bagged_thresholds_are_repeatable_and_average_the_single_fits(cv_screen):
+    import numpy as np
+
+    from binsight.evaluation.decision import fit_class_bias
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    logits = rng.normal(0, 1, (200, 3))
+    logits[np.arange(200), y] += 1.0
+    logits[:, 0] += 1.5  # leans to class 0: every fit pushes classes 1 and 2 up
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    bagged = cv_screen.bagged_class_bias(probs, y, resamples=8, seed=3)
+    assert np.array_equal(bagged, cv_screen.bagged_class_bias(probs, y, resamples=8, seed=3))
+    assert not np.array_equal(bagged, cv_screen.bagged_class_bias(probs, y, resamples=8, seed=4))
+    assert bagged[0] == 0.0 and np.all(bagged[1:] > 0)
+    one = cv_screen.bagged_class_bias(probs, y, resamples=1, seed=3)
+    draw = np.random.default_rng(3)
+    idx = np.concatenate([draw.choice(np.flatnonzero(y == c), size=int((y == c).sum())) for c in range(3)])
+    assert np.array_equal(one, fit_class_bias(probs[idx], y[idx]))
