@@ -23,6 +23,13 @@ thresholds) and scored on fold i by ``evaluate_run``; the fixed test split is no
 ± std over folds of accuracy, macro-F1, per-class F1, off-by-one, RMSE and ECE, and the CPU minutes (process
 CPU time, all threads) of training one fold. ``--folds 0,2`` runs only some folds (a screening budget; the
 entry says which). Results go to ``benchmarks/results/accuracy_<dataset>_cv<K>.json``.
+
+``--cv K --ensemble`` trains nothing: it takes the K fold models a ``--cv K`` run left of each recipe and scores
+them on the fixed split's test rows (which no fold ever saw), each alone and averaged as one ensemble artifact
+(``binsight.inference.ensemble``: raw outputs averaged in the Predictor), with and without flip TTA. The
+ensemble's temperature and decision offsets are the means of its members' own (each fitted on its inner val),
+so nothing is fitted on rows a member trained on. Results:
+``benchmarks/results/accuracy_<dataset>_cv<K>_ensemble.json``.
 """
 
 from __future__ import annotations
@@ -270,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report", action="store_true", help="with --cv: print the table of the result JSON, run nothing"
     )
+    parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="with --cv: score the K fold models of each recipe on the fixed test split, alone and as one "
+        "ensemble (with and without flip TTA); trains nothing",
+    )
     args = parser.parse_args(argv)
     if args.cv == 1 or args.cv < 0:
         parser.error("--cv needs K >= 2 folds")
@@ -292,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_cv_table(merge_cv_entries(json.loads(out.read_text())["recipes"], args.cv)))
         return 0
     split_dir, summary = make_split(args.dataset, root, args.synth_n)
+    if args.cv and args.ensemble:
+        return main_ensemble(args, argv, root, split_dir)
     if args.cv:
         return main_cv(args, argv, root, split_dir, overrides)
     entries = []
@@ -360,6 +375,103 @@ def main_cv(args, argv, root: Path, split_dir: Path, overrides: list[str]) -> in
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
     print(format_cv_table(merge_cv_entries(entries, args.cv)))
+    return 0
+
+
+def fold_run_dirs(root: Path, dataset: str, recipe: str, k: int) -> list[Path]:
+    """The K fold runs ``--cv K`` left of ``recipe``, each evaluated (so calibrated); a clear error if one is not."""
+    dirs = [root / "runs" / f"accuracy-{dataset}-cv{k}-f{i}" / recipe_path(recipe).stem for i in range(k)]
+    missing = [str(d) for d in dirs if not (d / "metrics.json").is_file()]
+    if missing:
+        raise SystemExit(
+            f"--ensemble needs all {k} evaluated fold runs of {recipe}; missing: {', '.join(missing)} "
+            f"(run --cv {k} --recipes {recipe} first)"
+        )
+    return dirs
+
+
+def calibrated_artifact(run_dir: Path) -> Path:
+    """The artifact the fold's evaluation calibrated (a new version when it could not update it in place)."""
+    written = json.loads((run_dir / "metrics.json").read_text()).get("artifact_written") or ""
+    return Path(written) if written else run_dir / "artifact"
+
+
+def score_ensemble(recipe: str, dirs: list[Path], split_dir: Path, out_root: Path, backend: str, threads: int) -> dict:
+    """Each fold model alone, their ensemble, and the ensemble with flip TTA on ``split_dir``'s test rows."""
+    import shutil
+    import statistics
+
+    from binsight.evaluation.evaluate import evaluate_run
+    from binsight.inference.artifact import read_meta, write_meta
+    from binsight.inference.ensemble import write_ensemble
+
+    keys = (*CV_KEYS, "macro_precision", "macro_recall")
+    artifacts = [calibrated_artifact(d) for d in dirs]
+    metas = [read_meta(a) for a in artifacts]
+    members = []
+    for d, artifact in zip(dirs, artifacts, strict=True):
+        m = evaluate_run(artifact, split="test", data=split_dir, calibrate=False, threads=threads, backend=backend)
+        members.append({"run_dir": str(d), **{key: m[key] for key in keys}})
+        print(f"   member {d.parent.name}: macro-F1 {m['macro_f1']:.3f} acc {m['accuracy']:.3f}", flush=True)
+    rows = {"members": members, "member_mean": {key: mean_std([m[key] for m in members]) for key in keys}}
+    for tta in (False, True):
+        folder = out_root / f"{recipe_path(recipe).stem}{'-flip' if tta else ''}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        write_ensemble(artifacts, folder, tta_flip=tta)
+        meta = read_meta(folder)
+        meta.temperature = statistics.fmean(m.temperature for m in metas)
+        biases = [list(m.class_bias or []) for m in metas]
+        if any(biases):
+            width = len(meta.class_labels)
+            meta.class_bias = [statistics.fmean((b or [0.0] * width)[c] for b in biases) for c in range(width)]
+        write_meta(folder, meta)
+        m = evaluate_run(folder, split="test", data=split_dir, calibrate=False, threads=threads, backend=backend)
+        name = "ensemble_flip" if tta else "ensemble"
+        rows[name] = {key: m[key] for key in keys} | {"per_class_f1": {c: v["f1"] for c, v in m["per_class"].items()}}
+        print(f"   {name}: macro-F1 {m['macro_f1']:.3f} acc {m['accuracy']:.3f}", flush=True)
+    return rows
+
+
+def format_ensemble_table(results: dict[str, dict]) -> str:
+    """A Markdown table: the fold models alone (mean ± std), their ensemble, and the ensemble with flip TTA."""
+    lines = [
+        "| recipe | scored as | acc | macro-F1 | off-by-1 | RMSE | ECE | forward passes / image |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for recipe, r in results.items():
+        k = len(r["members"])
+        mean = [f"{r['member_mean'][key]['mean']:.3f} ± {r['member_mean'][key]['std']:.3f}" for key in CV_KEYS]
+        lines.append(f"| {recipe} | each fold model alone ({k}) | " + " | ".join(mean) + " | 1 |")
+        for name, label, passes in (("ensemble", f"ensemble of {k}", k), ("ensemble_flip", "+ flip TTA", 2 * k)):
+            lines.append(
+                f"| {recipe} | {label} | " + " | ".join(f"{r[name][key]:.3f}" for key in CV_KEYS) + f" | {passes} |"
+            )
+    return "\n".join(lines)
+
+
+def main_ensemble(args, argv, root: Path, split_dir: Path) -> int:
+    """``--cv K --ensemble``: score each recipe's fold models on the fixed test split; merge into the result JSON."""
+    out = args.out or RESULTS / f"accuracy_{args.dataset}_cv{args.cv}_ensemble.json"
+    report = json.loads(out.read_text()) if out.is_file() and not args.fresh else {"recipes": {}}
+    results = {}
+    for recipe in [r.strip() for r in args.recipes.split(",") if r.strip()]:
+        print(f"== {recipe}: {args.cv} fold models on the fixed test split ({split_dir})", flush=True)
+        dirs = fold_run_dirs(root, args.dataset, recipe, args.cv)
+        out_root = root / "runs" / f"accuracy-{args.dataset}-cv{args.cv}-ensemble"
+        results[recipe] = score_ensemble(recipe, dirs, split_dir, out_root, args.backend, args.threads)
+        results[recipe].update(
+            command="python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            machine=machine_info(),
+            backend=args.backend,
+        )
+    report.update(benchmark="accuracy-cv-ensemble", dataset=args.dataset, k=args.cv)
+    report["recipes"].update(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_ensemble_table(results))
+    print(f"wrote {out}")
     return 0
 
 
