@@ -399,15 +399,12 @@ def calibrated_artifact(run_dir: Path) -> Path:
 def score_ensemble(recipe: str, dirs: list[Path], split_dir: Path, out_root: Path, backend: str, threads: int) -> dict:
     """Each fold model alone, their ensemble, and the ensemble with flip TTA on ``split_dir``'s test rows."""
     import shutil
-    import statistics
 
     from binsight.evaluation.evaluate import evaluate_run
-    from binsight.inference.artifact import read_meta, write_meta
     from binsight.inference.ensemble import write_ensemble
 
     keys = (*CV_KEYS, "macro_precision", "macro_recall")
     artifacts = [calibrated_artifact(d) for d in dirs]
-    metas = [read_meta(a) for a in artifacts]
     members = []
     for d, artifact in zip(dirs, artifacts, strict=True):
         m = evaluate_run(artifact, split="test", data=split_dir, calibrate=False, threads=threads, backend=backend)
@@ -418,14 +415,7 @@ def score_ensemble(recipe: str, dirs: list[Path], split_dir: Path, out_root: Pat
         folder = out_root / f"{recipe_path(recipe).stem}{'-flip' if tta else ''}"
         if folder.exists():
             shutil.rmtree(folder)
-        write_ensemble(artifacts, folder, tta_flip=tta)
-        meta = read_meta(folder)
-        meta.temperature = statistics.fmean(m.temperature for m in metas)
-        biases = [list(m.class_bias or []) for m in metas]
-        if any(biases):
-            width = len(meta.class_labels)
-            meta.class_bias = [statistics.fmean((b or [0.0] * width)[c] for b in biases) for c in range(width)]
-        write_meta(folder, meta)
+        write_ensemble(artifacts, folder, tta_flip=tta)  # starts with the members' mean calibration
         m = evaluate_run(folder, split="test", data=split_dir, calibrate=False, threads=threads, backend=backend)
         name = "ensemble_flip" if tta else "ensemble"
         rows[name] = {key: m[key] for key in keys} | {"per_class_f1": {c: v["f1"] for c, v in m["per_class"].items()}}

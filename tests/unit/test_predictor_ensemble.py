@@ -88,3 +88,15 @@ def test_an_ensemble_is_exported_member_by_member(tmp_path):
     with pytest.raises(BinsightError, match="export each member"):
         load_torch_model(ens)
     assert load_torch_model(ens / "members" / "0") is not None
+
+
+def test_an_ensemble_starts_with_its_members_mean_calibration(tmp_path):
+    a = tiny_artifact(tmp_path / "a", 0, temperature=1.5, class_bias=[0.0, 0.4, 0.2, -0.2, 1.0])
+    b = tiny_artifact(tmp_path / "b", 1, temperature=2.5)  # no offsets: counts as zeros
+    meta = read_meta(write_ensemble([a, b], tmp_path / "ens"))
+    assert meta.temperature == pytest.approx(2.0)
+    assert meta.class_bias == pytest.approx([0.0, 0.2, 0.1, -0.1, 0.5])
+    plain = read_meta(
+        write_ensemble([tiny_artifact(tmp_path / "c", 2), tiny_artifact(tmp_path / "d", 3)], tmp_path / "e2")
+    )
+    assert plain.temperature == 1.0 and plain.class_bias == []

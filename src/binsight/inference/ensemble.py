@@ -3,15 +3,19 @@
 An ensemble folder holds ``model.json`` (``members: ["members/0", …]``, no weights of its own) and a copy of
 each member artifact under ``members/<i>/``. :class:`~binsight.inference.predictor.Predictor` runs every member
 on the same preprocessed batch and averages their raw outputs (then temperature and decision offsets), so
-``predict``, ``evaluate``, ``serve`` and the gateway use an ensemble exactly as they use one network. Fit its
-temperature and decision offsets with ``binsight evaluate`` on a val split none of the members trained on
-(the k models of a cross-validation each trained on a different part of the pool: use the fixed val split).
+``predict``, ``evaluate``, ``serve`` and the gateway use an ensemble exactly as they use one network.
+
+The ensemble starts with the mean of its members' temperatures and decision offsets, each fitted on that
+member's own val. That is the leak-free choice for the k models of a cross-validation: every row of their pool
+trained k − 1 of them, so no shared val split is unseen. Refit both with ``binsight evaluate`` only on a val
+split that no member trained on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import statistics
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,8 +62,8 @@ def write_ensemble(artifacts: list[str | Path], out: str | Path, name: str = "",
         first,
         name=name,
         members=members,
-        temperature=1.0,
-        class_bias=[],
+        temperature=statistics.fmean(m.temperature for m in metas),
+        class_bias=_mean_bias(metas),
         tta_flip=first.tta_flip if tta_flip is None else tta_flip,
         metrics={"members": [m.version for m in metas]},
         version=f"{name}-{digest}",
@@ -75,3 +79,13 @@ def write_ensemble(artifacts: list[str | Path], out: str | Path, name: str = "",
         (out / META_FILE).unlink(missing_ok=True)
         raise
     return out
+
+
+def _mean_bias(metas: list) -> list[float]:
+    """The members' decision offsets averaged class by class (a member without offsets counts as zeros)."""
+    if not any(m.class_bias for m in metas):
+        return []
+    width = len(metas[0].class_labels)
+    if any(m.class_bias and len(m.class_bias) != width for m in metas):
+        return []  # members that do not fit together: the Predictor check below says why
+    return [statistics.fmean(m.class_bias[c] if m.class_bias else 0.0 for m in metas) for c in range(width)]
