@@ -21,7 +21,7 @@ import numpy as np
 BIAS_GRID = np.round(np.arange(-3.0, 3.0001, 0.1), 6)
 
 
-def apply_class_bias(probs: np.ndarray, bias: Sequence[float] | None) -> np.ndarray:
+def apply_class_bias(probs: np.ndarray, bias: Sequence[float] | np.ndarray | None) -> np.ndarray:
     """Probabilities ``p'_k ∝ p_k · exp(b_k)`` (rows renormalised); ``probs`` unchanged for no/zero bias."""
     probs = np.asarray(probs, dtype=np.float64)
     if bias is None or not np.any(np.asarray(bias, dtype=np.float64)):
