@@ -29,7 +29,8 @@ them on the fixed split's test rows (which no fold ever saw), each alone and ave
 (``binsight.inference.ensemble``: raw outputs averaged in the Predictor), with and without flip TTA. The
 ensemble's temperature and decision offsets are the means of its members' own (each fitted on its inner val),
 so nothing is fitted on rows a member trained on. Results:
-``benchmarks/results/accuracy_<dataset>_cv<K>_ensemble.json``.
+``benchmarks/results/accuracy_<dataset>_cv<K>_ensemble.json``. ``--cv K --plot PNG [--also JSON]`` draws the
+accuracy-vs-CPU-minutes curve of the CV results (docs/recipes.md).
 """
 
 from __future__ import annotations
@@ -239,6 +240,32 @@ def format_cv_table(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot_cv(entries: list[dict], out: Path) -> Path:
+    """Macro-F1 (mean ± std over the folds run) against training CPU minutes per fold, one point per entry."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for e in entries:
+        x, f1 = max(e["train_cpu_minutes_per_fold"]["mean"], 0.02), e["cv"]["macro_f1"]
+        ax.errorbar(x, f1["mean"], yerr=f1["std"], fmt="o", capsize=3)
+        name = e["recipe"] + (f" ({' '.join(e['overrides'])})" if e["overrides"] else "")
+        ax.annotate(f"{name}, {len(e['folds_run'])}/{e['k']} folds", (x, f1["mean"]), fontsize=7, xytext=(5, 3),
+                    textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("training CPU minutes per fold (log; head-only recipes on cached features read ~0)")
+    ax.set_ylabel(f"macro-F1, {entries[0]['k']}-fold CV (mean ± std over the folds run)")
+    ax.set_title("abid-sample: recipes with the real trainer, accuracy against training cost")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def format_table(entries: list[dict]) -> str:
     """A Markdown table of the test metrics per recipe."""
     head = "| recipe | " + " | ".join(label for _, label in COLUMNS) + " | val macro-F1 | epochs (best) | train s |"
@@ -278,6 +305,16 @@ def main(argv: list[str] | None = None) -> int:
         "--report", action="store_true", help="with --cv: print the table of the result JSON, run nothing"
     )
     parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PNG",
+        help="with --cv: plot CV macro-F1 against training CPU minutes per fold for every recipe of the result "
+        "JSON (and of --also files), run nothing",
+    )
+    parser.add_argument(
+        "--also", type=Path, action="append", default=[], help="with --plot: more CV result JSONs to include"
+    )
+    parser.add_argument(
         "--ensemble",
         action="store_true",
         help="with --cv: score the K fold models of each recipe on the fixed test split, alone and as one "
@@ -300,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.img_size:
         overrides.append(f"img_size={args.img_size}")
 
+    if args.cv and args.plot:
+        out = args.out or RESULTS / f"accuracy_{args.dataset}_cv{args.cv}.json"
+        entries = [e for f in (out, *args.also) for e in json.loads(f.read_text())["recipes"]]
+        print(f"wrote {plot_cv(merge_cv_entries(entries, args.cv), args.plot)}")
+        return 0
     if args.cv and args.report:
         out = args.out or RESULTS / f"accuracy_{args.dataset}_cv{args.cv}.json"
         print(format_cv_table(merge_cv_entries(json.loads(out.read_text())["recipes"], args.cv)))
