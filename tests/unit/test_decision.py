@@ -64,3 +64,22 @@ def test_prior_bias_is_logit_adjustment():
     np.testing.assert_allclose(prior_bias([100, 50, 25], tau=0.5), b / 2)
     with pytest.raises(ValueError):
         prior_bias([10, 0])
+
+
+def test_min_share_keeps_every_class_predicted_at_the_price_of_some_val_macro_f1():
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    logits = rng.normal(0, 1, (100, 3))
+    logits[np.arange(100), y] += 1.0
+    logits[y == 2, 1] += 1.2  # count 2 looks like count 1: the plain fit gives class 1 up
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    support = np.bincount(y, minlength=3)
+
+    def predicted(bias):
+        return np.bincount((np.log(probs) + bias).argmax(axis=1), minlength=3)
+
+    plain, kept = fit_class_bias(probs, y), fit_class_bias(probs, y, min_share=0.5)
+    assert predicted(plain)[1] < 0.5 * support[1]  # the plain fit trades most of class 1 away
+    assert np.all(predicted(kept) >= 0.5 * support)
+    assert _macro_f1(y, (np.log(probs) + plain).argmax(1), 3) >= _macro_f1(y, (np.log(probs) + kept).argmax(1), 3)
+    assert np.array_equal(fit_class_bias(probs, y, min_share=0.0), plain)
