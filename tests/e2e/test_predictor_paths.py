@@ -111,3 +111,32 @@ def test_serve_http_matches_evaluate(ensemble, evaluated, tmp_path):
                     assert r.json()["probabilities"][label] == pytest.approx(evaluated[path.name][label], abs=2e-6)
     finally:
         server.stop()
+
+
+def test_binsight_ensemble_builds_one_artifact_with_the_members_mean_calibration(ensemble, tmp_path):
+    ens, split, _ = ensemble
+    members = []
+    for i, (t, bias) in enumerate(((1.2, [0.0, 0.2, 0.4, 0.0, -0.2]), (1.8, [0.0, 0.0, 0.2, 0.4, 0.2]))):
+        folder = tmp_path / f"run{i}"
+        folder.mkdir()
+        for file in (ens / "members" / str(i)).iterdir():
+            (folder / file.name).write_bytes(file.read_bytes())
+        write_meta(folder, replace(read_meta(folder), temperature=t, class_bias=bias, decision_rule="macro_f1"))
+        members.append(folder)
+
+    out = tmp_path / "cli-ens"
+    proc = run_cli("ensemble", *members, "--out", out, "--tta")
+    assert "2 members" in proc.stdout and "flip TTA on" in proc.stdout
+    meta = read_meta(out)
+    assert len(meta.members) == 2 and meta.tta_flip and meta.decision_rule == "macro_f1"
+    assert meta.temperature == pytest.approx(1.5)
+    assert meta.class_bias == pytest.approx([0.0, 0.1, 0.3, 0.2, 0.0])
+    evaluated = run_cli("evaluate", "--model", out, "--data", split, "--no-calibrate", "--threads", "1")
+    assert evaluated.returncode == 0
+    metrics = json.loads((out / "metrics.json").read_text())  # a bare artifact: its data is its own
+    assert metrics["temperature"] == pytest.approx(1.5) and metrics["n"] == 6
+
+    refused = run_cli("ensemble", members[0], "--out", tmp_path / "one", check=False)
+    assert refused.returncode != 0 and "at least 2 artifacts" in refused.stderr
+    again = run_cli("ensemble", *members, "--out", out, check=False)
+    assert again.returncode != 0 and "already holds a model artifact" in again.stderr

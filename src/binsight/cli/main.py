@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "data",
     "train",
     "evaluate",
+    "ensemble",
     "predict",
     "export",
     "tune",
