@@ -21,7 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from binsight.errors import BinsightError
-from binsight.inference.artifact import META_FILE, WEIGHTS_FILE, read_meta, resolve_artifact_dir, write_meta
+from binsight.inference.artifact import (
+    META_FILE,
+    WEIGHTS_FILE,
+    ArtifactMeta,
+    read_meta,
+    resolve_artifact_dir,
+    write_meta,
+)
 
 
 def write_ensemble(artifacts: list[str | Path], out: str | Path, name: str = "", tta_flip: bool | None = None) -> Path:
@@ -81,7 +88,7 @@ def write_ensemble(artifacts: list[str | Path], out: str | Path, name: str = "",
     return out
 
 
-def _mean_bias(metas: list) -> list[float]:
+def _mean_bias(metas: list[ArtifactMeta]) -> list[float]:
     """The members' decision offsets averaged class by class (a member without offsets counts as zeros)."""
     if not any(m.class_bias for m in metas):
         return []
