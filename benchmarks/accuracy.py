@@ -102,6 +102,16 @@ def recipe_path(name: str) -> Path:
     return path if path.suffix in (".yaml", ".yml") else REPO / "configs" / f"{name}.yaml"
 
 
+def recipe_run_dir(root: Path, dataset: str, recipe: str, tag: str = "") -> Path:
+    """Where the benchmark trains ``recipe`` (``tag``: ``fold_tag`` for a CV fold, "" for the fixed split)."""
+    return root / "runs" / f"accuracy-{dataset}{tag}" / recipe_path(recipe).stem
+
+
+def fold_tag(k: int, fold: int) -> str:
+    """The run-folder suffix of fold ``fold`` of a ``--cv k`` run."""
+    return f"-cv{k}-f{fold}"
+
+
 def run_recipe(
     recipe: str,
     split_dir: Path,
@@ -124,7 +134,7 @@ def run_recipe(
     path = recipe_path(recipe)
     cfg = load_config(TrainConfig, path, overrides)
     cfg = replace(cfg, data=str(split_dir), cache_dir=str(root / "cache"))
-    run_dir = root / "runs" / f"accuracy-{dataset}{tag}" / path.stem
+    run_dir = recipe_run_dir(root, dataset, recipe, tag)
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a benchmark run always trains from scratch
     load_before = os.getloadavg()[0]
@@ -193,8 +203,9 @@ def run_cv(recipe: str, fold_dirs: list[Path], folds: list[int], root: Path, dat
     per_fold = []
     for i in folds:
         print(f"== {recipe} fold {i} ({fold_dirs[i]})", flush=True)
-        tag = f"-cv{len(fold_dirs)}-f{i}"
-        e = run_recipe(recipe, fold_dirs[i], root, dataset, overrides, args.threads, tag, args.backend)
+        e = run_recipe(
+            recipe, fold_dirs[i], root, dataset, overrides, args.threads, fold_tag(len(fold_dirs), i), args.backend
+        )
         e["fold"] = i
         per_fold.append(e)
     return summarise_cv(per_fold, overrides, len(fold_dirs))
@@ -423,7 +434,7 @@ def main_cv(args, argv, root: Path, split_dir: Path, overrides: list[str]) -> in
 
 def fold_run_dirs(root: Path, dataset: str, recipe: str, k: int) -> list[Path]:
     """The K fold runs ``--cv K`` left of ``recipe``, each evaluated (so calibrated); a clear error if one is not."""
-    dirs = [root / "runs" / f"accuracy-{dataset}-cv{k}-f{i}" / recipe_path(recipe).stem for i in range(k)]
+    dirs = [recipe_run_dir(root, dataset, recipe, fold_tag(k, i)) for i in range(k)]
     missing = [str(d) for d in dirs if not (d / "metrics.json").is_file()]
     if missing:
         raise SystemExit(

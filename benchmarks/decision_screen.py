@@ -39,10 +39,11 @@ RULES = ("argmax", "fit", "fit, keep 0.25", "fit, keep 0.5", "bag:32")
 KEYS = ("accuracy", "macro_f1", "off_by_one", "rmse")
 
 
-def fold_outputs(run_dir: Path, fold_dir: Path, threads: int) -> dict[str, np.ndarray]:
-    """Raw outputs and labels of the fold's inner val and held-out rows (cached next to the run)."""
+def fold_outputs(run_dir: Path, threads: int) -> dict[str, np.ndarray]:
+    """Raw outputs and labels of the fold's inner val and held-out rows (the split the run recorded as its
+    ``data``), cached next to the run."""
     from binsight.data.manifest import load_split
-    from binsight.evaluation.evaluate import predict_split
+    from binsight.evaluation.evaluate import predict_split, split_dir_of
     from binsight.inference.predictor import Predictor
 
     artifact = calibrated_artifact(run_dir)
@@ -52,7 +53,7 @@ def fold_outputs(run_dir: Path, fold_dir: Path, threads: int) -> dict[str, np.nd
         data = dict(np.load(cache, allow_pickle=False))
         if str(data.get("version")) == predictor.meta.version:
             return data
-    rows = load_split(fold_dir)
+    rows = load_split(split_dir_of(run_dir, None))
     out: dict[str, np.ndarray] = {"version": np.array(predictor.meta.version)}
     for split in ("val", "test"):
         result = predict_split(predictor, rows[split], desc=f"{run_dir.parent.name} {split}")
@@ -133,9 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         dirs = fold_run_dirs(root, args.dataset, recipe, args.cv)
         head = read_meta(calibrated_artifact(dirs[0])).head
         folds = []
-        for i, run_dir in enumerate(dirs):
-            outputs = fold_outputs(run_dir, root / f"{args.dataset}-cv{args.cv}" / f"fold{i}", args.threads)
-            folds.append(score_rules(outputs, head))
+        for run_dir in dirs:
+            folds.append(score_rules(fold_outputs(run_dir, args.threads), head))
         report["recipes"][recipe] = {"folds": folds, "machine": machine_info(), "command": " ".join(sys.argv)}
         print(table(recipe, folds), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -78,3 +78,21 @@ def test_cv_summary_is_mean_and_sample_std_and_table_lists_folds(accuracy):
     assert len(lines) == 3
     assert lines[2].startswith("| abid | 2/5 | 0.500 ± 0.010 |")
     assert "0.10 / 0.20 / 0.30 / 0.40 / 0.50" in lines[2] and lines[2].endswith("| 1.2 |")
+
+
+def test_cv_plot_writes_the_curve_with_a_cached_zero_cpu_recipe(accuracy, tmp_path):
+    from PIL import Image
+
+    def entry(recipe, cpu, f1):
+        return {
+            "recipe": recipe,
+            "overrides": [],
+            "folds_run": [0, 1],
+            "k": 5,
+            "cv": {"macro_f1": {"mean": f1, "std": 0.01}},
+            "train_cpu_minutes_per_fold": {"mean": cpu, "std": 0.0},
+        }
+
+    out = accuracy.plot_cv([entry("abid", 0.0, 0.35), entry("abid-finetune", 27.6, 0.38)], tmp_path / "cv.png")
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size == (1080, 720)
