@@ -124,6 +124,7 @@ class TrainConfig:
     augment: Literal["none", "light", "strong"] = "none"
     balance: bool = False
     grad_clip: float = 0.0
+    ema: float = 0.0
     seed: int = 0
     deterministic: bool = False
     channels_last: bool = True
@@ -154,6 +155,8 @@ class TrainConfig:
             raise ValueError("weight_decay, grad_clip and focal_gamma must be >= 0")
         if not 0 <= self.momentum < 1:
             raise ValueError("momentum must be in [0, 1)")
+        if not 0 <= self.ema < 1:
+            raise ValueError("ema must be in [0, 1) (0 = off; e.g. 0.99 averages over about the last 100 steps)")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
             raise ValueError("warmup_epochs must be in [0, epochs]")
         if self.step_size < 1 or not 0 < self.step_gamma <= 1:

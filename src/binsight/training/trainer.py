@@ -111,6 +111,7 @@ class Trainer:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = self._wrap(model)  # weights are always saved from unwrap(self.model)
+        self.ema = _weight_average(model, cfg.ema) if cfg.ema > 0 else None
         self.loss_fn = build_loss(
             cfg.loss_kind, data.num_classes, data.class_counts(), cfg.label_smoothing, cfg.focal_gamma
         ).to(self.device)
@@ -205,7 +206,7 @@ class Trainer:
         if reason:
             self._stop_now(reason)
         t0 = time.monotonic()
-        val = self.validator.evaluate(self.model)
+        val = self.validator.evaluate(self.scored_model())
         self._set_train_mode()
         self.stopper.budget.record_validation(time.monotonic() - t0)
         self._finish_epoch(val, time.monotonic() - t0)
@@ -277,10 +278,16 @@ class Trainer:
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(net)
         st.step += 1
         with torch.no_grad():
             pred = net.probabilities(out.detach()).argmax(1)
         return float(loss.item()) * n, int((pred == y).sum().item()), n
+
+    def scored_model(self) -> torch.nn.Module:
+        """The network that validation scores and ``best.pt`` keeps: the weight average when ``ema`` is on."""
+        return self.ema.module if self.ema is not None else unwrap(self.model)
 
     def _normaliser(self, y: torch.Tensor) -> float:
         """What the loss divides its sum by for targets ``y``: their count, or their class weights' sum."""
@@ -311,7 +318,7 @@ class Trainer:
         if self.dist.is_main and improved:
             self.checkpoints.save_best(
                 {
-                    "model": unwrap(self.model).state_dict(),
+                    "model": self.scored_model().state_dict(),
                     "epoch": st.epoch,
                     "metrics": val,
                     "classes": self.data.classes,
@@ -358,6 +365,7 @@ class Trainer:
             "data_hash": self.data.data_hash,
             "model": unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             **self.state.state_dict(),
         }
 
@@ -374,6 +382,10 @@ class Trainer:
             )
         unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise CheckpointError(f"{source}: trained without a weight average (ema: 0); resume with ema=0")
+            self.ema.load_state_dict(state["ema"])
         self.state.load_state_dict(state, self.dist, self.cfg.patience, self.cfg.epochs, source)
 
     def _save_last(self) -> Path:
@@ -407,3 +419,11 @@ class Trainer:
             else f"in epoch {st.epoch + 1} after batch {st.batch_in_epoch}"
         )
         self.stopper.stop(reason, where, self.checkpoints.last, self.run_dir)
+
+
+def _weight_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model``'s weights and BatchNorm statistics (torch's ``AveragedModel``),
+    updated after every optimizer step; its first update copies the weights."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)  # type: ignore[no-untyped-call]
