@@ -1,6 +1,6 @@
 """Decision-rule screen on the real fold models that ``benchmarks/accuracy.py --cv K`` left behind.
 
-    .venv/bin/python benchmarks/decision_screen.py --recipes abid-finetune,abid-finetune-ordinal [--cv 5]
+    .venv/bin/python benchmarks/decision_screen.py --recipes abid-finetune,abid [--cv 5]
 
 For each fold run of each recipe, the calibrated fold artifact predicts the fold's inner val and its held-out
 fold once (float32, ``torch-fp32``; raw outputs are kept in ``<run>/decision_screen.npz``). Then every decision

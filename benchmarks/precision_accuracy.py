@@ -1,6 +1,6 @@
-"""What bf16 (and int8) do to real-photo accuracy: the frozen-Lite0 ``abid`` recipe in float32 vs bf16.
+"""What bf16 (and int8) do to real-photo accuracy: the frozen-Lite0 ``abid-fast`` recipe in float32 vs bf16.
 
-    .venv/bin/python benchmarks/precision_accuracy.py [--seeds 0,1,2] [--recipe abid] [--int8] [--threads 1]
+    .venv/bin/python benchmarks/precision_accuracy.py [--seeds 0,1,2] [--recipe abid-fast] [--int8] [--threads 1]
 
 On the accuracy benchmark's fixed abid-sample split (``benchmarks/accuracy.py``: stratified 80/10/10, seed 42,
 under ``$BINSIGHT_BENCH_DIR``), for every seed:
@@ -87,7 +87,9 @@ def int8_metrics(run_dir: Path, threads: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (0,1,2)")
-    parser.add_argument("--recipe", default="abid", help="configs/ name or YAML path (abid: frozen Lite0 head)")
+    parser.add_argument(
+        "--recipe", default="abid-fast", help="configs/ name or YAML path (abid-fast: frozen Lite0 head)"
+    )
     parser.add_argument("--int8", action="store_true", help="also test the first seed's float32 run in onnx-int8")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     args = parser.parse_args(argv)

@@ -6,7 +6,7 @@ val split is used here; the test split is for the final recipes (``benchmarks/ac
 
 Example (frozen-backbone heads on the feature cache train in seconds)::
 
-    python benchmarks/recipe_sweep.py --base configs/abid.yaml --data /tmp/binsight-bench/abid-split \\
+    python benchmarks/recipe_sweep.py --base configs/abid-fast.yaml --data /tmp/binsight-bench/abid-split \\
         --exp "frozen-ce: freeze_backbone=true augment=none loss=ce epochs=30" \\
         --exp "frozen-wce: freeze_backbone=true augment=none loss=weighted_ce epochs=30" --seeds 0,1,2
 """
@@ -66,7 +66,7 @@ def run_experiment(base: Path, data: Path, name: str, overrides: list[str], seed
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", type=Path, default=REPO / "configs" / "abid.yaml", help="base TrainConfig YAML")
+    parser.add_argument("--base", type=Path, default=REPO / "configs" / "abid-fast.yaml", help="base TrainConfig YAML")
     parser.add_argument("--data", type=Path, default=BENCH_DIR / "abid-split", help="split folder")
     parser.add_argument("--exp", action="append", required=True, help='"name: key=value ..." (repeatable)')
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")

@@ -16,7 +16,7 @@ def test_configs_are_shipped_inside_the_package():
     import binsight
 
     package = Path(binsight.__file__).parent
-    assert {"demo", "abid", "seed-baseline", "tune-report"} <= set(shipped_names())
+    assert {"demo", "abid", "abid-fast", "seed-baseline", "tune-report"} <= set(shipped_names())
     assert shipped_path("abid").parent == package / "configs"
     assert shipped_path("abid.yaml") == shipped_path("abid")
 

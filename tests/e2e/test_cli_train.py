@@ -63,15 +63,16 @@ def test_train_writes_the_full_run_directory(split, tmp_path, env):
 
 
 def test_train_with_no_settings_trains_the_real_photo_recipe(split, tmp_path, env):
-    """No --config and no keys: frozen ImageNet Lite0 on cached features, ordinal head, thresholds at evaluate."""
-    proc = run_cli("train", "--data", split, "--project", tmp_path / "runs", "epochs=3", env=env)
+    """No --config and no keys: the whole ImageNet Lite0 fine-tuned, ordinal head, thresholds at evaluate."""
+    proc = run_cli("train", "--data", split, "--project", tmp_path / "runs", "epochs=2", env=env)
     run = tmp_path / "runs" / "train" / "exp"
     assert f"run: {run}" in proc.stdout
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert (config["model"], config["weights"], config["head"], config["loss"]) == (
         "efficientnet_lite0", "imagenet", "ordinal", "auto"
     )  # fmt: skip
-    assert config["freeze_backbone"] and config["augment"] == "none" and config["decision"] == "macro_f1"
+    assert not config["freeze_backbone"] and config["augment"] == "light" and config["decision"] == "macro_f1"
+    assert (config["lr"], config["patience"]) == (3.0e-4, 3)
     meta = json.loads((run / "artifact" / "model.json").read_text())
     assert (meta["architecture"], meta["head"], meta["input_size"]) == ("efficientnet_lite0", "ordinal", 224)
     assert meta["amp"] == "auto"  # the torch backend serves in the precision the model was trained in

@@ -42,8 +42,11 @@ def test_shipped_recipes_differ_where_the_benchmark_says():
     assert (ours.resize, ours.head, ours.loss, ours.decision) == ("letterbox", "ordinal", "ordinal", "macro_f1")
     softmax = load_config(TrainConfig, REPO / "configs" / "abid-softmax.yaml")
     assert (softmax.head, softmax.loss, softmax.decision) == ("softmax", "weighted_ce", "argmax")
+    assert not ours.freeze_backbone and ours.augment == "light"  # binsight's recipe fine-tunes the whole network
+    fast = load_config(TrainConfig, REPO / "configs" / "abid-fast.yaml")
+    assert (fast.head, fast.loss, fast.decision) == ("ordinal", "ordinal", "macro_f1")
     # The head-only recipes must hit the trainer's feature-cache path.
-    assert ours.freeze_backbone and ours.augment == "none" and softmax.freeze_backbone and softmax.augment == "none"
+    assert fast.freeze_backbone and fast.augment == "none" and softmax.freeze_backbone and softmax.augment == "none"
 
 
 def test_format_table_lists_every_recipe(accuracy):

@@ -19,9 +19,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run the stages listed in the config's `stages` key in order inside one run directory "
         "(runs/pipeline/<name>[N]) and build report.html. Without --config the shipped demo config is used, "
         "from any directory "
-        "(SynthBins data, CPU, a few minutes). Finished stages are recorded in pipeline.json, so --resume picks "
+        "(SynthBins data, CPU, a few minutes). The train stage starts from a recipe (train_recipe: auto = "
+        "configs/abid-fast.yaml on generated data, configs/abid.yaml on real photos given as data=...); "
+        "train.KEY=VALUE overrides it. Finished stages are recorded in pipeline.json, so --resume picks "
         "up after the last finished stage.",
         epilog="examples:\n  binsight pipeline\n  binsight pipeline --config demo synth.n=200\n"
+        "  binsight pipeline data=ABID_ROOT          # real photos: trains configs/abid.yaml\n"
         "  binsight pipeline --resume                # continue the latest run of this config\n"
         "  binsight pipeline --run runs/pipeline/demo --from train\n"
         "  binsight pipeline --run runs/pipeline/demo --only stats\n"
@@ -61,9 +64,9 @@ def _latest_run(root: Path, name: str) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from binsight.config import PipelineConfig, load_config
     from binsight.config.shipped import DEFAULT_PIPELINE
     from binsight.errors import BinsightError
+    from binsight.pipeline.recipe import load_pipeline_config
     from binsight.pipeline.report import cost_summary, stage_list
     from binsight.pipeline.stages import check_stage_names
     from binsight.utils.io import next_run_dir
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         print(stage_list())
         return 0
     # The config names the run to continue; an existing run then continues with its own recorded config.
-    cfg = load_config(PipelineConfig, args.config or DEFAULT_PIPELINE, args.overrides)
+    cfg = load_pipeline_config(args.config or DEFAULT_PIPELINE, args.overrides)
     root = Path(cfg.out)
     run_dir = args.run
     if run_dir is None and (args.resume or args.start or args.only):

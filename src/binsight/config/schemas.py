@@ -95,8 +95,9 @@ class TrainConfig:
     """`binsight train`: one training run.
 
     The defaults are binsight's recipe for real bin photos (``configs/abid.yaml``, cross-validated in
-    docs/recipes.md): a frozen ImageNet EfficientNet-Lite0 whose features are cached, an ordinal head, and
-    decision thresholds fitted for macro-F1 by ``binsight evaluate``.
+    docs/recipes.md): the whole ImageNet EfficientNet-Lite0 fine-tuned with an ordinal head for up to 8 epochs,
+    early-stopped on the thresholded val macro-F1, and decision thresholds fitted for macro-F1 by
+    ``binsight evaluate``. ``configs/abid-fast.yaml`` is the head-only recipe on cached frozen features.
     """
 
     name: str = "exp"
@@ -109,19 +110,19 @@ class TrainConfig:
     focal_gamma: float = 2.0
     img_size: int = 224
     resize: Literal["letterbox", "stretch", "center_crop"] = "letterbox"
-    epochs: int = 30
+    epochs: int = 8
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 3e-4
     weight_decay: float = 1e-4
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     momentum: float = 0.9
     scheduler: Literal["cosine", "step", "none"] = "cosine"
-    warmup_epochs: float = 0.5
+    warmup_epochs: float = 0.3
     step_size: int = 10
     step_gamma: float = 0.1
-    patience: int = 5
-    freeze_backbone: bool = True
-    augment: Literal["none", "light", "strong"] = "none"
+    patience: int = 3
+    freeze_backbone: bool = False
+    augment: Literal["none", "light", "strong"] = "light"
     balance: bool = False
     grad_clip: float = 0.0
     ema: float = 0.0
@@ -371,6 +372,7 @@ class PipelineConfig:
     data: str = ""
     synth: SynthConfig = field(default_factory=SynthConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    train_recipe: str = "auto"  # what ``train`` starts from: binsight.pipeline.recipe.load_pipeline_config
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     ddp: DistributedConfig = field(default_factory=DistributedConfig)
