@@ -43,20 +43,22 @@ def _binsight(*args: str, cache: Path, env: dict[str, str] | None = None) -> sub
     )
 
 
-def test_two_workers_end_an_epoch_with_the_weights_of_one_process(split, tmp_path):
+@pytest.mark.parametrize("distill", [False, True], ids=["labels", "labels+teacher"])
+def test_two_workers_end_an_epoch_with_the_weights_of_one_process(split, tmp_path, distill):
     from binsight.training.job import run_training_job
     from binsight.training.launch import Launch
     from binsight.training.run import train
 
     # SGD: Adam's first steps move each weight by about lr * sign(gradient), which turns float rounding in
     # near-zero gradients into visible differences; SGD shows the equivalence itself.
-    cfg = load_config(
-        TrainConfig,
-        None,
-        [f"data={split}", *TINY, "batch_size=8", "epochs=1", "deterministic=true", "optimizer=sgd", "lr=0.05"]
-        + [f"cache_dir={tmp_path / 'cache'}", "seed=3"],
-    )
+    common = [f"data={split}", *TINY, "batch_size=8", "epochs=1", "deterministic=true", "optimizer=sgd", "lr=0.05"]
+    common += [f"cache_dir={tmp_path / 'cache'}"]
     torch.set_num_threads(1)
+    extra = []
+    if distill:  # the soft-target term is also the global batch's mean, the last uneven batch included
+        teacher = train(load_config(TrainConfig, None, [*common, "seed=11"]), out=tmp_path / "t", handle_signals=False)
+        extra = [f"teacher={teacher.run_dir}", "teacher_weight=0.5"]
+    cfg = load_config(TrainConfig, None, [*common, "seed=3", *extra])
     single = train(cfg, out=tmp_path / "single", handle_signals=False)
     ddp = run_training_job(cfg, Launch(nproc=2), out=tmp_path / "ddp", auto_resume=True)
 

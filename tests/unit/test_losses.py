@@ -9,7 +9,15 @@ import torch
 from torch import nn
 
 from binsight.errors import BinsightError
-from binsight.training.losses import LOSSES, FocalLoss, OrdinalLoss, build_loss, class_weights, ordinal_targets
+from binsight.training.losses import (
+    LOSSES,
+    FocalLoss,
+    OrdinalLoss,
+    SoftTargetLoss,
+    build_loss,
+    class_weights,
+    ordinal_targets,
+)
 
 LOGITS = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0], [1.0, 1.0, 1.0], [-2.0, 0.0, 2.0]])
 TARGETS = torch.tensor([0, 2, 1, 0])
@@ -162,3 +170,29 @@ def test_gce_by_hand_and_its_limits():
         build_loss("gce", 3, label_smoothing=0.1)
     with pytest.raises(BinsightError, match="q must be"):
         GeneralizedCELoss(q=0.0)
+
+
+@pytest.mark.parametrize("head", ["softmax", "ordinal"])
+def test_soft_targets_that_are_one_hot_give_the_label_loss_summed(head):
+    torch.manual_seed(0)
+    y = torch.tensor([0, 2, 1, 3, 3])
+    out = torch.randn(5, 4 if head == "softmax" else 3)
+    hard = nn.CrossEntropyLoss()(out, y) if head == "softmax" else OrdinalLoss(4)(out, y)
+    one_hot = torch.nn.functional.one_hot(y, 4).float()
+    assert SoftTargetLoss(head)(out, one_hot).item() == pytest.approx(5 * hard.item(), rel=1e-6)
+
+
+def test_an_ordinal_soft_target_is_the_teachers_probability_of_each_count_above():
+    # One image, K = 3: the teacher says P = (0.2, 0.5, 0.3), so P(count > 1st) = 0.8 and P(count > 2nd) = 0.3.
+    out = torch.tensor([[0.4, -1.1]])
+    probs = torch.tensor([[0.2, 0.5, 0.3]])
+    expected = sum(
+        -(
+            t * math.log(torch.sigmoid(torch.tensor(z)).item())
+            + (1 - t) * math.log(1 - torch.sigmoid(torch.tensor(z)).item())
+        )
+        for z, t in ((0.4, 0.8), (-1.1, 0.3))
+    )
+    assert SoftTargetLoss("ordinal")(out, probs).item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(BinsightError, match="no soft-target loss"):
+        SoftTargetLoss("regression")

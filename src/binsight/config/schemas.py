@@ -126,6 +126,8 @@ class TrainConfig:
     balance: bool = False
     grad_clip: float = 0.0
     ema: float = 0.0
+    teacher: str = ""
+    teacher_weight: float = 0.5
     seed: int = 0
     deterministic: bool = False
     channels_last: bool = True
@@ -156,6 +158,8 @@ class TrainConfig:
             raise ValueError("weight_decay, grad_clip and focal_gamma must be >= 0")
         if not 0 <= self.momentum < 1:
             raise ValueError("momentum must be in [0, 1)")
+        if not 0 < self.teacher_weight <= 1:
+            raise ValueError("teacher_weight must be in (0, 1] (1 = learn from the teacher's soft targets alone)")
         if not 0 <= self.ema < 1:
             raise ValueError("ema must be in [0, 1) (0 = off; e.g. 0.99 averages over about the last 100 steps)")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:

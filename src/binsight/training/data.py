@@ -36,6 +36,7 @@ class SplitData:
         train_targets: (N,) class indices of ``train``.
         val_targets: (M,) class indices of ``val``.
         data_hash: manifest hash of the training rows (the artifact's ``training_data_hash``).
+        train_soft_targets: (N, K) a teacher's class probabilities for ``train`` (distillation), or None.
     """
 
     split_dir: Path
@@ -45,6 +46,7 @@ class SplitData:
     train_targets: np.ndarray
     val_targets: np.ndarray
     data_hash: str
+    train_soft_targets: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:

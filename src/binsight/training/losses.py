@@ -150,6 +150,29 @@ class OrdinalLoss(nn.Module):
         return bce.sum(dim=1).mean()
 
 
+class SoftTargetLoss(nn.Module):
+    """Distillation loss against a teacher's class probabilities ``(N, K)``, summed over the batch.
+
+    For the ordinal head each cumulative logit is fitted to the teacher's ``P(count > k)`` with binary
+    cross-entropy (CORAL's loss with soft levels); for the softmax head it is the cross-entropy
+    ``-sum_k p_k log q_k``. One-hot probabilities give the unweighted hard-label losses (times N), and the sum
+    lets data-parallel workers divide by the global batch.
+    """
+
+    def __init__(self, head: str) -> None:
+        super().__init__()
+        if head not in ("softmax", "ordinal"):
+            raise BinsightError(f"no soft-target loss for head {head!r}")
+        self.head = head
+
+    def forward(self, outputs: Tensor, probs: Tensor) -> Tensor:
+        if self.head == "ordinal":
+            above = (1.0 - probs.cumsum(dim=1))[:, :-1].clamp(0.0, 1.0)  # P(count > k), k = 0..K-2
+            bce = F.binary_cross_entropy_with_logits(outputs.float(), above, reduction="none")
+            return bce.sum()
+        return -(probs * F.log_softmax(outputs.float(), dim=1)).sum()
+
+
 def build_loss(
     name: str,
     num_classes: int,

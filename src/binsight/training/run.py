@@ -36,6 +36,8 @@ from binsight.training.protocol import WorkerEnv
 from binsight.utils.signals import StopFlag, stop_on_signals
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from binsight.training.trainer import EpochCallback, Trainer
 
 log = logging.getLogger(__name__)
@@ -247,11 +249,14 @@ def _prepare(
     from binsight.models.weights import check_weights
     from binsight.training import distributed as D
     from binsight.training.data import SplitData, load_split_data
+    from binsight.training.teacher import check_teacher, teacher_targets
     from binsight.training.trainer import Trainer
     from binsight.utils.io import atomic_write_text
 
     dist = worker.dist
     check_weights(cfg.model, cfg.weights)
+    if cfg.teacher:
+        check_teacher(cfg.teacher)
 
     def choose_run_dir() -> tuple[str, bool, bool]:
         """(run directory, resuming, whether this call created the folder)."""
@@ -277,8 +282,16 @@ def _prepare(
     def load() -> SplitData:
         return load_split_data(cfg.data, cfg.img_size, cfg.resize, cfg.cache_dir, workers=cfg.num_workers)
 
+    def soft_targets() -> np.ndarray:
+        import torch
+
+        threads = torch.get_num_threads()
+        return teacher_targets(cfg.teacher, data.split_dir, data.classes, data.data_hash, run_dir, threads)
+
     try:
         data = D.run_on_local_first(load, dist)
+        if cfg.teacher:
+            data = replace(data, train_soft_targets=D.run_on_main(soft_targets, dist))
         trainer = Trainer(cfg, data, run_dir, worker, stop, on_epoch_end, start_time, faults)
     except BaseException:
         if created and dist.is_main:  # a failed start (data, weights) leaves no folder and frees the number

@@ -76,7 +76,7 @@ class Trainer:
     ) -> None:
         from binsight.data.transforms import TrainPreset, train_transform
         from binsight.models import create_model
-        from binsight.training.losses import build_loss
+        from binsight.training.losses import SoftTargetLoss, build_loss
 
         self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
         self.worker = worker or WorkerEnv()
@@ -115,6 +115,9 @@ class Trainer:
         self.loss_fn = build_loss(
             cfg.loss_kind, data.num_classes, data.class_counts(), cfg.label_smoothing, cfg.focal_gamma
         ).to(self.device)
+        self.soft_loss = SoftTargetLoss(cfg.head) if data.train_soft_targets is not None else None
+        if self.soft_loss is not None:
+            log.info("distilling from %s (teacher_weight %g)", cfg.teacher, cfg.teacher_weight)
         self.optimizer = build_optimizer(cfg, model.parameters())
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.transform = train_transform(TrainPreset(cfg.augment, self.mean, self.std))
@@ -242,7 +245,7 @@ class Trainer:
         """One optimizer step on the global batch ``idx`` (this rank trains on its contiguous share of it)."""
         model, cfg, st = self.model, self.cfg, self.state
         net: Any = unwrap(model)
-        scale = 1.0
+        scale, global_n = 1.0, int(idx.numel())
         if self.dist.distributed:
             global_y = torch.from_numpy(self.data.train_targets[idx.numpy()])
             idx = idx.tensor_split(self.dist.world_size)[self.dist.rank]
@@ -271,8 +274,17 @@ class Trainer:
         out = out.float()
         n = int(y.shape[0])
         loss = self.loss_fn(out, y) if n else out.sum() * 0.0  # an empty shard still joins the all-reduce
+        objective = loss * scale if scale != 1.0 else loss
+        soft = self.data.train_soft_targets
+        if self.soft_loss is not None and soft is not None:
+            # The soft term's sum over this shard, divided by the global batch: DDP's average over ranks then
+            # gives the global batch's mean, as for the label loss above.
+            soft_sum = self.soft_loss(out, gather(soft, idx).to(self.device)) if n else out.sum() * 0.0
+            w = cfg.teacher_weight
+            objective = (1 - w) * objective + w * soft_sum * (self.dist.world_size / max(1, global_n))
+            loss = (1 - w) * loss + w * soft_sum / max(1, n)
         self.optimizer.zero_grad(set_to_none=True)
-        (loss * scale if scale != 1.0 else loss).backward()
+        objective.backward()
         if self.dist.distributed and model is net:
             all_reduce_grads(self.trainable, self.dist.world_size)
         if cfg.grad_clip > 0:
