@@ -17,6 +17,7 @@ EPILOG = """examples:
   binsight train --data splits/abid                 # the defaults: the real-photo recipe (configs/abid.yaml)
   binsight train --data splits/abid --config abid-fast   # head only, cached features: minutes
   binsight train --data splits/demo model=tiny_cnn weights=none freeze_backbone=false img_size=64 epochs=5
+  binsight train --data splits/abid teacher=models/ens   # distil a `binsight ensemble` into one network
   binsight train --resume runs/train/exp            # continue after SIGTERM, Ctrl-C or max_runtime
   binsight train --resume runs/train/exp epochs=20  # resume and train longer
   binsight train --nproc 2 --data splits/demo freeze_backbone=false augment=light   # 2 data-parallel workers
