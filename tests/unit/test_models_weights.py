@@ -45,6 +45,20 @@ def test_load_checkpoint_dict_with_ddp_prefix(tmp_path):
     _assert_same(loaded.state_dict(), source.state_dict())
 
 
+def test_load_a_runs_own_checkpoint_file_and_refuse_a_damaged_one(tmp_path):
+    """weights=runs/train/X/weights/best.pt: binsight's checksummed checkpoint format, not a bare torch.save."""
+    from binsight.training.checkpoint import save_checkpoint
+
+    source = _trained()
+    path = save_checkpoint(tmp_path / "best.pt", {"model": source.state_dict(), "epoch": 3, "metrics": {"f1": 0.5}})
+    torch.manual_seed(99)
+    loaded = create_model("tiny_cnn", num_classes=5, weights=str(path))
+    _assert_same(loaded.state_dict(), source.state_dict())
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="best.pt is truncated or corrupt"):
+        create_model("tiny_cnn", num_classes=5, weights=str(path))
+
+
 def test_head_is_skipped_when_shapes_differ(tmp_path):
     source = _trained()
     path = tmp_path / "weights.pth"

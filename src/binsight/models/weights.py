@@ -111,18 +111,13 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             return load_file(str(path), device="cpu")
         except Exception as exc:  # safetensors raises its own SafetensorError for bad headers
             raise CheckpointError(f"weights file {path} is not a valid safetensors file: {_brief(exc)}") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # binsight checkpoints may carry non-tensor state (RNG, config); .pt files are pickles, so only
-        # files the user chose to load get this far.
-        log.warning("%s holds more than tensors; loading it as a full pickle", path)
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:
-            raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch file: {_brief(exc)}") from None
-    except Exception as exc:  # truncated zip, random bytes, ...
-        raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch file: {_brief(exc)}") from None
+    from binsight.training.checkpoint import is_checkpoint, load_checkpoint
+
+    obj: object
+    if is_checkpoint(path):  # a run's weights/best.pt or last.pt: checksum-verified, then its "model" entry
+        obj = load_checkpoint(path)
+    else:
+        obj = _load_pickle(path)
     if isinstance(obj, dict):
         for key in ("model", "state_dict", "model_state_dict"):
             if isinstance(obj.get(key), dict):
@@ -134,6 +129,22 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             "or a checkpoint dict with a 'model' entry)"
         )
     return obj
+
+
+def _load_pickle(path: Path) -> object:
+    """A plain ``torch.save`` file: tensors only when possible, a full pickle for files holding more."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # e.g. a training script's dict with optimizer state or config; .pt files are pickles, so only files
+        # the user chose to load get this far.
+        log.warning("%s holds more than tensors; loading it as a full pickle", path)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch file: {_brief(exc)}") from None
+    except Exception as exc:  # truncated zip, random bytes, ...
+        raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch file: {_brief(exc)}") from None
 
 
 def _strip_wrappers(state: dict[str, Tensor]) -> dict[str, Tensor]:

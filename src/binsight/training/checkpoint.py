@@ -66,6 +66,15 @@ def _umask() -> int:
     return mask
 
 
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether the file starts like one written by :func:`save_checkpoint` (its damage is checked on loading)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
 def verify_checkpoint(path: str | Path) -> bytes:
     """Return the payload of a checkpoint file after checking its magic and checksum.
 
