@@ -95,6 +95,8 @@ def test_targets_are_reused_for_the_same_teacher_and_rows_only(split, teacher, t
         teacher_targets(str(teacher), split, [1, 2, 3], "hash-b", tmp_path, 1)  # other rows: computed again
         assert not any("reused" in r.getMessage() for r in caplog.records)
     np.testing.assert_array_equal(first, again)
+    (tmp_path / TARGETS_FILE).write_bytes(b"PK\x03\x04 half a file")  # a damaged file, e.g. copied half-way
+    np.testing.assert_array_equal(teacher_targets(str(teacher), split, [1, 2, 3], "hash-b", tmp_path, 1), first)
 
 
 def test_a_teacher_that_cannot_teach_is_refused_clearly(split, teacher, tmp_path):

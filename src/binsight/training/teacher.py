@@ -10,12 +10,15 @@ computed before the first epoch and kept in the run directory, so a resumed run 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from binsight.errors import BinsightError, DataError
+from binsight.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +59,13 @@ def teacher_targets(
     path = run_dir / TARGETS_FILE
     digest = _teacher_digest(teacher)
     if path.is_file():
-        with np.load(path) as saved:
-            if str(saved["data_hash"]) == data_hash and str(saved["teacher"]) == digest:
-                log.info("teacher targets: reused %s", path)
-                return np.asarray(saved["probs"], dtype=np.float32)
+        try:
+            with np.load(path) as saved:
+                if str(saved["data_hash"]) == data_hash and str(saved["teacher"]) == digest:
+                    log.info("teacher targets: reused %s", path)
+                    return np.asarray(saved["probs"], dtype=np.float32)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            log.warning("%s is unreadable (%s); computing the teacher targets again", path, exc)
     predictor = Predictor(teacher, threads=threads)
     labels = [str(c) for c in classes]
     if predictor.class_labels != labels:
@@ -72,7 +78,9 @@ def teacher_targets(
     if out.skipped:
         raise DataError(f"the teacher could not read {len(out.skipped)} training image(s): {out.skipped[0][1]}")
     probs = predictor.probabilities(np.concatenate(out.outputs), class_bias=[]).astype(np.float32)
-    np.savez(path, probs=probs, data_hash=data_hash, teacher=digest)
+    buf = io.BytesIO()
+    np.savez(buf, probs=probs, data_hash=data_hash, teacher=digest)
+    atomic_write_bytes(path, buf.getvalue())  # a stop mid-write leaves no half file for the resume to read
     agree = float((probs.argmax(1) == np.array([labels.index(str(r.label)) for r in rows])).mean())
     log.info(
         "teacher targets for %d training images (teacher agrees with %.1f%% of the labels)", len(rows), 100 * agree
