@@ -43,8 +43,10 @@ def _binsight(*args: str, cache: Path, env: dict[str, str] | None = None) -> sub
     )
 
 
-@pytest.mark.parametrize("distill", [False, True], ids=["labels", "labels+teacher"])
-def test_two_workers_end_an_epoch_with_the_weights_of_one_process(split, tmp_path, distill):
+@pytest.mark.parametrize(
+    ("distill", "synth_start"), [(False, False), (True, False), (False, True)], ids=["labels", "+teacher", "+synth"]
+)
+def test_two_workers_end_an_epoch_with_the_weights_of_one_process(split, tmp_path, distill, synth_start):
     from binsight.training.job import run_training_job
     from binsight.training.launch import Launch
     from binsight.training.run import train
@@ -58,9 +60,15 @@ def test_two_workers_end_an_epoch_with_the_weights_of_one_process(split, tmp_pat
     if distill:  # the soft-target term is also the global batch's mean, the last uneven batch included
         teacher = train(load_config(TrainConfig, None, [*common, "seed=11"]), out=tmp_path / "t", handle_signals=False)
         extra = [f"teacher={teacher.run_dir}", "teacher_weight=0.5"]
+    if synth_start:  # the launcher builds the start (workers cannot); the single process then finds it cached
+        extra = ["synth_pretrain=1", "synth_pretrain_images=50"]
     cfg = load_config(TrainConfig, None, [*common, "seed=3", *extra])
-    single = train(cfg, out=tmp_path / "single", handle_signals=False)
     ddp = run_training_job(cfg, Launch(nproc=2), out=tmp_path / "ddp", auto_resume=True)
+    if synth_start:
+        from binsight.training.synthstart import describe
+
+        assert describe(cfg).weights.is_file()
+    single = train(cfg, out=tmp_path / "single", handle_signals=False)
 
     a = load_checkpoint(tmp_path / "single" / "weights" / "last.pt")
     b = load_checkpoint(tmp_path / "ddp" / "weights" / "last.pt")

@@ -16,6 +16,7 @@ from binsight.cli.common import OVERRIDE
 COMMAND_MODULES = [
     "data",
     "train",
+    "pretrain",
     "evaluate",
     "ensemble",
     "predict",

@@ -104,6 +104,8 @@ class TrainConfig:
     data: str = ""
     model: ModelName = "efficientnet_lite0"
     weights: str = "imagenet"
+    synth_pretrain: int = 0
+    synth_pretrain_images: int = 3000
     head: Literal["softmax", "ordinal"] = "ordinal"
     loss: Literal["auto", "ce", "weighted_ce", "focal", "gce", "ordinal"] = "auto"
     label_smoothing: float = 0.0
@@ -160,6 +162,10 @@ class TrainConfig:
             raise ValueError("momentum must be in [0, 1)")
         if not 0 < self.teacher_weight <= 1:
             raise ValueError("teacher_weight must be in (0, 1] (1 = learn from the teacher's soft targets alone)")
+        if self.synth_pretrain < 0:
+            raise ValueError("synth_pretrain must be >= 0 (epochs on generated SynthBins photos first; 0 = off)")
+        if self.synth_pretrain_images < 50:
+            raise ValueError("synth_pretrain_images must be >= 50 (every count needs photos in the split's val part)")
         if not 0 <= self.ema < 1:
             raise ValueError("ema must be in [0, 1) (0 = off; e.g. 0.99 averages over about the last 100 steps)")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:

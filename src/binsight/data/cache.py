@@ -6,6 +6,7 @@ Layout under the cache root (``cache_dir``, else ``$BINSIGHT_CACHE_DIR``, else `
     images/<key>/labels.npy    (N,) int64 labels as written in the manifest (counts, not class indices)
     images/<key>/meta.json     written last; its presence and fields mark the entry complete
     features/<key>/...         backbone features (see :mod:`binsight.training.features`)
+    pretrain/<key>/...         SynthBins starts for ``synth_pretrain`` (see :mod:`binsight.training.synthstart`)
 
 The key is a digest of (manifest hash, input size, resize policy, cache format), so every epoch, run and
 tuning trial on the same split and preprocessing shares one entry. An entry is built in a private temp
@@ -39,6 +40,8 @@ CACHE_FORMAT = 2  # 2: EXIF orientation applied
 IMAGES_FILE = "images.u8"
 LABELS_FILE = "labels.npy"
 META_FILE = "meta.json"
+PRETRAIN_DIR = "pretrain"
+PRETRAIN_META = "pretrain.json"
 
 
 def cache_root(cache_dir: str | Path = "") -> Path:
@@ -259,7 +262,7 @@ def _fill_entry(
 class CacheUsage:
     """One cache entry as ``binsight cache info`` shows it."""
 
-    kind: str  # images | features
+    kind: str  # images | features | pretrain
     path: Path
     bytes: int
     last_used: float  # seconds since the epoch (modification time of the entry)
@@ -267,7 +270,7 @@ class CacheUsage:
 
 
 def cache_usage(cache_dir: str | Path = "") -> list[CacheUsage]:
-    """Every decode-cache and feature-cache entry under the cache root, largest first."""
+    """Every decode, feature and pre-training entry under the cache root, largest first."""
     root = cache_root(cache_dir)
     out: list[CacheUsage] = []
     for entry in sorted((root / "images").glob("*")) if (root / "images").is_dir() else []:
@@ -291,6 +294,19 @@ def cache_usage(cache_dir: str | Path = "") -> list[CacheUsage]:
         if entry.is_file() and not entry.name.startswith("."):
             stat = entry.stat()
             out.append(CacheUsage("features", entry, stat.st_size, stat.st_mtime, "backbone features"))
+    for entry in sorted((root / PRETRAIN_DIR).glob("*")) if (root / PRETRAIN_DIR).is_dir() else []:
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        files = [p for p in entry.rglob("*") if p.is_file()]
+        meta = _read_json(entry / PRETRAIN_META)
+        detail = "incomplete (a build stopped; the next run continues it)"
+        if meta:
+            detail = (
+                f"SynthBins start: {meta.get('model', '?')} at {meta.get('img_size', '?')} px, "
+                f"{meta.get('epochs', '?')} epochs on {meta.get('images', '?')} images"
+            )
+        last = max((p.stat().st_mtime for p in files), default=entry.stat().st_mtime)
+        out.append(CacheUsage("pretrain", entry, sum(p.stat().st_size for p in files), last, detail))
     return sorted(out, key=lambda u: -u.bytes)
 
 
@@ -307,7 +323,12 @@ def clear_cache(entries: Sequence[CacheUsage]) -> int:
 
 
 def _read_meta(entry: Path) -> dict | None:
+    return _read_json(entry / META_FILE)
+
+
+def _read_json(path: Path) -> dict | None:
     try:
-        return json.loads((entry / META_FILE).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None

@@ -138,6 +138,10 @@ def launch_job(
     if cfg.data:
         cfg = replace(cfg, data=str(Path(cfg.data).resolve()))  # workers may start in another directory
     atomic_write_text(config, dump_yaml(cfg))
+    if cfg.synth_pretrain and resume is None:
+        from binsight.training.synthstart import synth_start
+
+        synth_start(cfg)  # built here, where a nested run may start; the workers find it in the cache
     argv = ["-m", "binsight", *(["-v"] if verbose else []), "train"]
     argv += ["--config", str(config), "--out", str(run_dir), "--auto-resume"]
     if publish_sagemaker:

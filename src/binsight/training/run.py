@@ -289,10 +289,15 @@ def _prepare(
         return teacher_targets(cfg.teacher, data.split_dir, data.classes, data.data_hash, run_dir, threads)
 
     try:
+        start = None
+        if cfg.synth_pretrain and not resuming:  # a resumed run's weights come from its checkpoint
+            from binsight.training.synthstart import synth_start
+
+            start = str(synth_start(cfg, may_build=not dist.distributed, stop=stop))
         data = D.run_on_local_first(load, dist)
         if cfg.teacher:
             data = replace(data, train_soft_targets=D.run_on_main(soft_targets, dist))
-        trainer = Trainer(cfg, data, run_dir, worker, stop, on_epoch_end, start_time, faults)
+        trainer = Trainer(cfg, data, run_dir, worker, stop, on_epoch_end, start_time, faults, start)
     except BaseException:
         if created and dist.is_main:  # a failed start (data, weights) leaves no folder and frees the number
             import shutil

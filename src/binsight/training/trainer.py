@@ -61,6 +61,8 @@ class Trainer:
         on_epoch_end: callables ``(epoch, row)`` after each epoch's checkpoint; they may raise (e.g. to prune).
         start_time: ``time.monotonic()`` at the job's start, the origin of ``max_runtime``.
         faults: test seams (inert unless a test enables them).
+        start_weights: what the network starts from when that is not ``cfg.weights`` (the SynthBins start of
+            ``synth_pretrain``, see :mod:`binsight.training.synthstart`).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class Trainer:
         on_epoch_end: Sequence[EpochCallback] = (),
         start_time: float | None = None,
         faults: Faults | None = None,
+        start_weights: str | None = None,
     ) -> None:
         from binsight.data.transforms import TrainPreset, train_transform
         from binsight.models import create_model
@@ -94,7 +97,7 @@ class Trainer:
 
         seed_everything(cfg.seed)
         # A BinCounter; Any because batch-norm conversion may give it back as a plain Module.
-        model: Any = create_model(cfg.model, data.num_classes, weights=cfg.weights, head=cfg.head)
+        model: Any = create_model(cfg.model, data.num_classes, weights=start_weights or cfg.weights, head=cfg.head)
         self.mean, self.std = list(model.default_cfg["mean"]), list(model.default_cfg["std"])
         if cfg.freeze_backbone:
             for p in model.backbone.parameters():

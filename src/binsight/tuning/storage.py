@@ -20,7 +20,6 @@ times) with the same parameters, and the retry resumes from the dead trial's che
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -33,6 +32,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from binsight.utils.io import file_lock
 
 if TYPE_CHECKING:
     import optuna
@@ -311,11 +312,6 @@ def ask_lock(handle: StorageHandle, lock_dir: Path, study_name: str) -> Iterator
                 conn.commit()
         return
     base = handle.journal.parent if handle.journal is not None else Path(lock_dir)
-    base.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(study_name.encode()).hexdigest()[:12]
-    with open(base / f".ask-{digest}.lock", "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(base / f".ask-{digest}.lock"):
+        yield
