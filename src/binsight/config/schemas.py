@@ -95,9 +95,10 @@ class TrainConfig:
     """`binsight train`: one training run.
 
     The defaults are binsight's recipe for real bin photos (``configs/abid.yaml``, cross-validated in
-    docs/recipes.md): the whole ImageNet EfficientNet-Lite0 fine-tuned with an ordinal head for up to 8 epochs,
-    early-stopped on the thresholded val macro-F1, and decision thresholds fitted for macro-F1 by
-    ``binsight evaluate``. ``configs/abid-fast.yaml`` is the head-only recipe on cached frozen features.
+    docs/recipes.md) less its SynthBins start (``synth_pretrain``, so no call starts that build unasked): the whole
+    ImageNet EfficientNet-Lite0 fine-tuned with an ordinal head for up to 8 epochs, early-stopped on the
+    thresholded val macro-F1, and decision thresholds fitted for macro-F1 by ``binsight evaluate``.
+    ``configs/abid-fast.yaml`` is the head-only recipe on cached frozen features.
     """
 
     name: str = "exp"
