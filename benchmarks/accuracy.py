@@ -46,6 +46,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from binsight.utils.cpu import cpu_seconds  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,14 +198,6 @@ def synth_start_entry(cfg) -> dict | None:
         "build_cpu_minutes_once": round(meta["build_cpu_seconds"] / 60, 2),
         "synthetic_val_macro_f1": meta["val_macro_f1"],
     }
-
-
-def cpu_seconds() -> float:
-    """CPU seconds of this process and its finished children, all threads (what a recipe costs the machine)."""
-    import resource
-
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def mean_std(values: list[float]) -> dict[str, float]:

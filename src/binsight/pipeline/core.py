@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
 import time
 import traceback
 from dataclasses import asdict
@@ -18,17 +17,12 @@ from binsight.config import PipelineConfig, dump_yaml
 from binsight.errors import BinsightError
 from binsight.pipeline.context import StageContext
 from binsight.pipeline.stages import STAGES, check_stage_names
+from binsight.utils.cpu import cpu_seconds
 from binsight.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "pipeline.json"
-
-
-def _cpu_seconds() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def load_state(run_dir: Path) -> dict[str, Any]:
@@ -101,7 +95,7 @@ def run_pipeline(
             continue
         ctx.restart = bool(start or only)
         log.info("pipeline: stage %s …", name)
-        wall0, cpu0 = time.perf_counter(), _cpu_seconds()
+        wall0, cpu0 = time.perf_counter(), cpu_seconds()
         entry: dict[str, Any] = {"status": "running", "started": datetime.now(UTC).isoformat(timespec="seconds")}
         state["stages"][name] = entry
         atomic_write_json(run_dir / STATE_FILE, state)
@@ -109,7 +103,7 @@ def run_pipeline(
             out, section = STAGES[name].fn(ctx)
         except BaseException as exc:
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", wall_s=time.perf_counter() - wall0)
-            entry["cpu_s"] = _cpu_seconds() - cpu0
+            entry["cpu_s"] = cpu_seconds() - cpu0
             if not isinstance(exc, BinsightError | KeyboardInterrupt):
                 entry["traceback"] = traceback.format_exc()
             atomic_write_json(run_dir / STATE_FILE, state)
@@ -118,7 +112,7 @@ def run_pipeline(
         entry.update(
             status="skipped" if section.skipped else "done",
             wall_s=round(time.perf_counter() - wall0, 3),
-            cpu_s=round(_cpu_seconds() - cpu0, 3),
+            cpu_s=round(cpu_seconds() - cpu0, 3),
             finished=datetime.now(UTC).isoformat(timespec="seconds"),
             outputs=out,
             section=asdict(section),

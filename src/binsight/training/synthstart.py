@@ -163,6 +163,7 @@ def _build(start: SynthStart, stop: StopFlag) -> Path:
     from binsight.models.weights import read_state_dict
     from binsight.training.protocol import WorkerEnv
     from binsight.training.run import train
+    from binsight.utils.cpu import cpu_seconds
     from binsight.utils.io import atomic_write_bytes, atomic_write_json
 
     pcfg, build = start.config, start.build_dir
@@ -176,7 +177,7 @@ def _build(start: SynthStart, stop: StopFlag) -> Path:
         n,
         start.entry,
     )
-    began, cpu = time.time(), _cpu_seconds()
+    began, cpu = time.time(), cpu_seconds()
     split = Path(pcfg.data)
     if not (split / "split_summary.json").is_file():  # written last by split_dataset
         generate(build / "data", SynthConfig(n=n, seed=SYNTH_SEED, mix="uniform"), overwrite=True)
@@ -204,7 +205,7 @@ def _build(start: SynthStart, stop: StopFlag) -> Path:
             "val_macro_f1": result.best_metrics.get("macro_f1"),
             "val_accuracy": result.best_metrics.get("accuracy"),
             "build_seconds": round(time.time() - began, 1),
-            "build_cpu_seconds": round(_cpu_seconds() - cpu, 1),
+            "build_cpu_seconds": round(cpu_seconds() - cpu, 1),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "sha256": _sha256(start.weights),
             "identity": start.identity,
@@ -218,14 +219,6 @@ def _build(start: SynthStart, stop: StopFlag) -> Path:
         start.weights,
     )
     return start.weights
-
-
-def _cpu_seconds() -> float:
-    """CPU seconds of this process and its finished children (the photo generator's worker processes)."""
-    import resource
-
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _sha256(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""How many CPU cores this process may use, and how to share them among worker processes."""
+"""How many CPU cores this process may use, how to share them among worker processes, and CPU time spent."""
 
 from __future__ import annotations
 
@@ -16,3 +16,11 @@ def available_cores() -> int:
 def threads_per_worker(workers: int) -> int:
     """Torch threads for each of ``workers`` processes sharing this machine's cores (at least 1)."""
     return max(1, available_cores() // max(1, workers))
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process (all threads) and its finished children: what work cost the machine."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
