@@ -31,6 +31,21 @@ def test_overrides_are_typed_and_nested(tmp_path: Path):
     assert cfg.synth.seed == SynthConfig().seed  # untouched keys keep their defaults
 
 
+def test_a_partial_section_starts_from_the_fields_own_default(tmp_path: Path):
+    from binsight.config.schemas import TuneConfig
+
+    # A study's training config defaults to no augmentation (frozen trials then use the feature cache), unlike
+    # TrainConfig's; giving part of the section must not bring the class defaults back for the rest.
+    assert TuneConfig().train.augment == "none" and TrainConfig().augment == "light"
+    cfg_file = tmp_path / "t.yaml"
+    cfg_file.write_text("train:\n  epochs: 3\n")
+    for cfg in (load_config(TuneConfig, cfg_file), load_config(TuneConfig, None, ["train.lr=1e-3"])):
+        assert cfg.train.augment == "none", "a partial train section reset augment to TrainConfig's default"
+    assert load_config(TuneConfig, cfg_file).train.epochs == 3
+    assert load_config(TuneConfig, None, ["train.augment=light"]).train.augment == "light"
+    assert load_config(PipelineConfig, None, ["tune.trials=2"]).tune.train.augment == "none"
+
+
 def test_unknown_key_names_key_and_allowed_keys():
     with pytest.raises(ConfigError) as err:
         load_config(TrainConfig, None, ["epochz=3"])

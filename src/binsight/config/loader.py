@@ -172,6 +172,11 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
     for key, value in data.items():
         if key not in fields:
             raise _unknown_key_error(cls, key, prefix)
+        factory = fields[key].default_factory
+        if isinstance(value, dict) and factory is not dataclasses.MISSING and dataclasses.is_dataclass(hints[key]):
+            # A partial section starts from the field's own default (which may differ from the class defaults,
+            # e.g. a study's training config), so a key left out means the same whether the section is given or not.
+            value = _merge(to_dict(factory()), value)
         kwargs[key] = _coerce(value, hints[key], prefix + key, fields[key].default)
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)

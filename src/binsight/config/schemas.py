@@ -266,7 +266,8 @@ class TuneConfig:
     prune_below: float = 0.0  # threshold: prune a trial whose val macro-F1 is below this after warmup
     keep: Literal["all", "best"] = "all"
     space: SearchSpace = field(default_factory=SearchSpace)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    # No augmentation, as the report: the space's frozen-backbone trials then train on cached features.
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(augment="none"))
 
     def validate(self) -> None:
         if self.trials < 1:
