@@ -88,9 +88,7 @@ def _overrides(cfg: TrainConfig) -> list[str]:
     return [*TINY, f"data={cfg.data}", f"cache_dir={cfg.cache_dir}", "epochs=1", *SMALL]
 
 
-def test_another_input_size_is_another_start_and_a_damaged_one_is_rebuilt(built, tmp_path, caplog):
-    other = load_config(TrainConfig, None, [*_overrides(built), "img_size=40"])
-    assert describe(other).entry != describe(built).entry
+def test_a_damaged_start_is_rebuilt(built, tmp_path, caplog):
     cfg = load_config(TrainConfig, None, [*_overrides(built), f"cache_dir={tmp_path}"])
     path = synth_start(cfg)
     first = _meta(cfg)
@@ -154,6 +152,21 @@ def test_concurrent_runs_build_one_start(built, tmp_path, caplog):
     builds = [r for r in caplog.records if "building the SynthBins start for" in r.getMessage()]
     assert len(builds) == 1, f"{len(builds)} builds"
     assert any("waiting for it" in r.getMessage() for r in caplog.records)
+
+
+def test_what_chooses_the_start(built, tmp_path):
+    base = _overrides(built)
+    for extra in ([], ["seed=4", "lr=0.5", "epochs=9", "augment=none", "freeze_backbone=true"]):  # the rest
+        assert describe(load_config(TrainConfig, None, [*base, *extra])).entry == describe(built).entry, extra
+    ordinal = [
+        describe(load_config(TrainConfig, None, [*base, "head=ordinal", f"loss={x}"])) for x in ("auto", "ordinal")
+    ]
+    assert ordinal[0].entry == ordinal[1].entry != describe(built).entry, "`auto` is the ordinal head's loss"
+    for extra in (["img_size=40"], ["resize=stretch"], ["synth_pretrain=2"], ["synth_pretrain_images=60"]):
+        assert describe(load_config(TrainConfig, None, [*base, *extra])).entry != describe(built).entry, extra
+    weights = tmp_path / "w.pt"
+    with pytest.raises(BinsightError, match="does not exist"):
+        describe(load_config(TrainConfig, None, [*base, f"weights={weights}"]))
 
 
 def test_a_worker_refuses_to_build_and_says_how(built, tmp_path):

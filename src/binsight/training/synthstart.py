@@ -67,9 +67,11 @@ def describe(cfg: TrainConfig) -> SynthStart:
     from binsight.config.loader import to_dict
     from binsight.data.cache import PRETRAIN_DIR, cache_root
     from binsight.data.synth import SYNTH_VERSION
+    from binsight.models.weights import check_weights
 
     if cfg.synth_pretrain < 1:
         raise BinsightError("synth_pretrain is 0: this config starts from its weights, with no SynthBins start")
+    check_weights(cfg.model, cfg.weights)  # a missing file or an architecture without ImageNet weights, by name
     entry_root = cache_root(cfg.cache_dir) / PRETRAIN_DIR
     pcfg = replace(
         TrainConfig(),
@@ -77,7 +79,7 @@ def describe(cfg: TrainConfig) -> SynthStart:
         model=cfg.model,
         weights=cfg.weights,
         head=cfg.head,
-        loss=cfg.loss,
+        loss=cfg.loss_kind,  # `auto` resolved, so equal losses share a start
         img_size=cfg.img_size,
         resize=cfg.resize,
         amp=cfg.amp,
