@@ -90,6 +90,9 @@ class TrackingConfig:
     experiment: str = "binsight"  # MLflow experiment name
 
 
+LossName = Literal["auto", "ce", "weighted_ce", "focal", "gce", "ordinal"]
+
+
 @dataclass
 class TrainConfig:
     """`binsight train`: one training run.
@@ -108,7 +111,7 @@ class TrainConfig:
     synth_pretrain: int = 0
     synth_pretrain_images: int = 3000
     head: Literal["softmax", "ordinal"] = "ordinal"
-    loss: Literal["auto", "ce", "weighted_ce", "focal", "gce", "ordinal"] = "auto"
+    loss: LossName = "auto"
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
     img_size: int = 224
@@ -184,7 +187,7 @@ class TrainConfig:
             raise ValueError("loss 'ordinal' needs head 'ordinal' (add head=ordinal, or use loss=auto)")
 
     @property
-    def loss_kind(self) -> str:
+    def loss_kind(self) -> LossName:
         """``loss`` with ``auto`` resolved: the ordinal head's CORAL loss, class-weighted CE for the softmax head."""
         if self.loss != "auto":
             return self.loss
