@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Training decodes each split once into a uint8 memmap (N x size x size x 3 bytes: 3,802 "
         "photos at 224 px take 572 MB) and caches frozen-backbone features (N x feature size x 4 bytes, a few "
         "MB), and keeps the SynthBins starts that synth_pretrain builds (about 14 MB each; rebuilding one "
-        "takes about 11 CPU minutes). Entries are reused by every run, trial and worker on the same split and "
+        "takes about 7-11 CPU minutes). Entries are reused by every run, trial and worker on the same split and "
         "preprocessing. They live "
         "under $BINSIGHT_CACHE_DIR, else ~/.cache/binsight/decode, and can be deleted at any time: the next run "
         "rebuilds what it needs.",

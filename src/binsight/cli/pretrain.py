@@ -10,7 +10,7 @@ EPILOG = """examples:
 
 A run with synth_pretrain > 0 builds its start by itself when the cache lacks it; this command does it ahead of
 time: before a multi-machine job started by an outside torchrun (its workers cannot build it), or to have the
-~11 CPU minutes behind you. The start depends on model, weights, head, loss, img_size, resize, amp and the two
+~7-11 CPU minutes behind you. The start depends on model, weights, head, loss, img_size, resize, amp and the two
 synth_pretrain keys only; `binsight cache info --kind pretrain` lists those built, `cache clear` removes them.
 Exit codes: 0 built or found, 1 error, 2 config error, 3 stopped with the build's checkpoint kept (run again)."""
 

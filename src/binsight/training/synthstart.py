@@ -171,8 +171,8 @@ def _build(start: SynthStart, stop: StopFlag) -> Path:
     pcfg, build = start.config, start.build_dir
     n = pcfg.synth_pretrain_images
     log.info(
-        "building the SynthBins start for %s at %d px: %d epochs on %d generated photos, once (about 11 CPU "
-        "minutes on 2 cores for Lite0 at 224 px and 3,000 photos); it is kept in %s",
+        "building the SynthBins start for %s at %d px: %d epochs on %d generated photos, once (Lite0 at 224 px "
+        "on 3,000 photos: about 7-11 CPU minutes on 2 cores); it is kept in %s",
         pcfg.model,
         pcfg.img_size,
         pcfg.epochs,
