@@ -178,10 +178,16 @@ def test_a_worker_refuses_to_build_and_says_how(built, tmp_path):
 
 
 def test_clearing_the_cache_removes_the_start(built, tmp_path):
+    import os
+
     cfg = load_config(TrainConfig, None, [*_overrides(built), f"cache_dir={tmp_path}"])
     synth_start(cfg)
+    entry = describe(cfg).entry
+    for path in [entry, *entry.rglob("*")]:
+        os.utime(path, (1_000_000, 1_000_000))  # built long ago
+    synth_start(cfg)  # used now: `cache clear --older-than` must not take it
     entries = [e for e in cache_usage(tmp_path) if e.kind == "pretrain"]
-    assert len(entries) == 1 and entries[0].bytes > 0
+    assert len(entries) == 1 and entries[0].bytes > 0 and entries[0].last_used > 2_000_000
     assert clear_cache(entries) == entries[0].bytes
     assert not describe(cfg).entry.exists()
 

@@ -305,7 +305,8 @@ def cache_usage(cache_dir: str | Path = "") -> list[CacheUsage]:
                 f"SynthBins start: {meta.get('model', '?')} at {meta.get('img_size', '?')} px, "
                 f"{meta.get('epochs', '?')} epochs on {meta.get('images', '?')} images"
             )
-        last = max((p.stat().st_mtime for p in files), default=entry.stat().st_mtime)
+        # A run that starts from it touches the folder: that is its last use.
+        last = max([entry.stat().st_mtime, *(p.stat().st_mtime for p in files)])
         out.append(CacheUsage("pretrain", entry, sum(p.stat().st_size for p in files), last, detail))
     return sorted(out, key=lambda u: -u.bytes)
 
