@@ -183,15 +183,12 @@ def run_recipe(
 
 def synth_start_entry(cfg) -> dict | None:
     """Build (or find) ``cfg``'s SynthBins start; what it is and what building it cost, once."""
-    import json
-
-    from binsight.data.cache import PRETRAIN_META
-    from binsight.training.synthstart import synth_start
+    from binsight.training.synthstart import start_info, synth_start
 
     if not cfg.synth_pretrain:
         return None
     path = synth_start(cfg)
-    meta = json.loads((path.parent / PRETRAIN_META).read_text())
+    meta = start_info(path)
     return {
         "weights": str(path),
         "sha256": meta["sha256"],

@@ -32,19 +32,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    import json
-
     from binsight.cli.common import load_stage_config
     from binsight.config import ConfigError
     from binsight.config.schemas import TrainConfig
-    from binsight.data.cache import PRETRAIN_META
-    from binsight.training.synthstart import synth_start
+    from binsight.training.synthstart import start_info, synth_start
 
     cfg = load_stage_config(TrainConfig, args)
     if cfg.synth_pretrain < 1:
         raise ConfigError("synth_pretrain is 0 in this config, so it has no SynthBins start: add synth_pretrain=3")
     path = synth_start(cfg)
-    meta = json.loads((path.parent / PRETRAIN_META).read_text())
+    meta = start_info(path)
     print(f"SynthBins start: {path}")
     print(
         f"{meta['model']} at {meta['img_size']} px, {meta['epochs']} epochs on {meta['images']} generated photos: "

@@ -138,7 +138,7 @@ def launch_job(
     if cfg.data:
         cfg = replace(cfg, data=str(Path(cfg.data).resolve()))  # workers may start in another directory
     atomic_write_text(config, dump_yaml(cfg))
-    if cfg.synth_pretrain and resume is None:
+    if cfg.synth_pretrain and resume is None and not has_checkpoint(run_dir):  # a resume needs no start
         from binsight.training.synthstart import synth_start
 
         synth_start(cfg)  # built here, where a nested run may start; the workers find it in the cache

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from binsight.config.schemas import SplitConfig, SynthConfig, TrainConfig
+from binsight.data.split import sha256_file
 from binsight.errors import BinsightError, Interrupted
 from binsight.utils.signals import StopFlag
 
@@ -93,7 +94,7 @@ def describe(cfg: TrainConfig) -> SynthStart:
     )
     learned = {k: v for k, v in to_dict(pcfg).items() if k not in _RUN_ONLY}
     if cfg.weights not in ("imagenet", "none"):
-        learned["weights"] = _sha256(Path(cfg.weights))  # the file's content, not its path
+        learned["weights"] = sha256_file(Path(cfg.weights))  # the file's content, not its path
     identity = {
         "format": FORMAT,
         "train": learned,
@@ -138,6 +139,14 @@ def synth_start(cfg: TrainConfig, *, may_build: bool = True, stop: StopFlag | No
         return _build(start, stop or StopFlag())
 
 
+def start_info(weights: Path) -> dict[str, Any]:
+    """What ``pretrain.json`` records of the start at ``weights`` (a path :func:`synth_start` returned)."""
+    from binsight.data.cache import PRETRAIN_META
+
+    info: dict[str, Any] = json.loads((Path(weights).parent / PRETRAIN_META).read_text())
+    return info
+
+
 def _complete(start: SynthStart) -> bool:
     """Whether the entry holds a finished start whose weights match the recorded sha256 (a damaged file is
     removed, so the caller rebuilds it)."""
@@ -147,7 +156,7 @@ def _complete(start: SynthStart) -> bool:
         meta = json.loads((start.entry / PRETRAIN_META).read_text())
     except (OSError, ValueError):
         return False
-    if start.weights.is_file() and meta.get("sha256") == _sha256(start.weights):
+    if start.weights.is_file() and meta.get("sha256") == sha256_file(start.weights):
         start.entry.touch()  # its last use, for `binsight cache clear --older-than`
         return True
     log.warning("the SynthBins start in %s is damaged (weights missing or checksum differs): rebuilding", start.entry)
@@ -209,7 +218,7 @@ def _build(start: SynthStart, stop: StopFlag) -> Path:
             "build_seconds": round(time.time() - began, 1),
             "build_cpu_seconds": round(cpu_seconds() - cpu, 1),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "sha256": _sha256(start.weights),
+            "sha256": sha256_file(start.weights),
             "identity": start.identity,
         },
     )
@@ -221,9 +230,3 @@ def _build(start: SynthStart, stop: StopFlag) -> Path:
         start.weights,
     )
     return start.weights
-
-
-def _sha256(path: Path) -> str:
-    from binsight.data.split import sha256_file
-
-    return sha256_file(path)
